@@ -117,8 +117,8 @@ def create_database(maintenance_url: str, name: str) -> None:
             return
         try:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        except psycopg.errors.DuplicateDatabase:
-            pass  # a concurrent ragtune process created it first
+        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+            pass  # a concurrent ragtune process created it first (the catalog's index may say so)
 
 
 def redact(url: str) -> str:

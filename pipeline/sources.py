@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import stat
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -145,8 +146,10 @@ def _read_directory(root: Path, max_file_bytes: int) -> Iterator[Record]:
         try:
             if not path.resolve().is_relative_to(real_root):
                 problem = "symlink points outside the source directory"
-            elif (size := path.stat().st_size) > max_file_bytes:
-                problem = f"file is {size:,} bytes, over the limit of {max_file_bytes:,} (max_file_bytes)"
+            elif not stat.S_ISREG((info := path.stat()).st_mode):
+                problem = "not a regular file"  # a FIFO or device would block the reader
+            elif info.st_size > max_file_bytes:
+                problem = f"file is {info.st_size:,} bytes, over the limit of {max_file_bytes:,} (max_file_bytes)"
             else:
                 raw = path.read_bytes()
         except OSError as exc:
