@@ -131,10 +131,9 @@ def _settings() -> Any:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "HF_HUB_OFFLINE": "1",
-        # Prefect's own INFO lines would drown the summary; they still reach the Prefect UI.
-        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
-        "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL": "WARNING",
-        "PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL": "WARNING",
+        # ragtune reports outcomes and errors itself, in one line; Prefect's console copy (tracebacks
+        # included) would drown it. Run logs still reach the Prefect API and UI. RAGTUNE_DEBUG shows them.
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "DEBUG" if os.environ.get("RAGTUNE_DEBUG") else "CRITICAL",
     }.items():
         os.environ.setdefault(name, value)
     if "XDG_RUNTIME_DIR" not in os.environ:

@@ -1,0 +1,116 @@
+"""The ragtune command as a user runs it: JSON on stdout, one-line errors, exit codes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def run(prefect_api, database_url, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGTUNE_")}
+    env.update(RAGTUNE_HOME=str(tmp_path / "home"), RAGTUNE_DATABASE_URL=database_url, PREFECT_API_URL=prefect_api)
+
+    def ragtune(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ragtune", *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180
+        )
+
+    return ragtune
+
+
+@pytest.fixture
+def kb(tmp_path: Path) -> Path:
+    root = tmp_path / "kb"
+    root.mkdir()
+    (root / "install.md").write_text("# Install\n\npip install it.\n")
+    (root / "usage.rst").write_text("Usage\n=====\n\nRun it.\n")
+    (root / "broken.md").write_bytes(b"\xff\xfe binary \x00 junk")
+    return root
+
+
+def test_ingest_json_prints_one_object_with_the_contract_keys(run, kb):
+    result = run("ingest", str(kb), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)  # exactly one JSON document on stdout
+    assert {"inserted", "updated", "unchanged", "deleted", "quarantined", "run_id"} <= report.keys()
+    assert (report["inserted"], report["quarantined"]) == (2, 1)
+    assert result.stderr == ""
+
+
+def test_ingest_summary_then_quarantine_list_and_status(run, kb):
+    first = run("ingest", str(kb), "--source", "manual")
+    assert first.returncode == 0, first.stderr
+    assert "inserted 2   updated 0   unchanged 0   deleted 0   quarantined 1" in first.stdout
+    assert "held back: NUL bytes in text (1), not valid UTF-8 (1)" in first.stdout
+
+    listed = json.loads(run("quarantine", "list", "--json").stdout)
+    (row,) = listed["rows"]
+    assert (row["source"], row["id"]) == ("manual", "broken.md")
+    assert [r["message"] for r in row["reasons"]] == ["text contains NUL bytes", "not valid UTF-8 (in text)"]
+    assert "manual  broken.md" in run("quarantine", "list").stdout
+
+    status = json.loads(run("status", "--json").stdout)
+    assert {k: status[k] for k in ("documents", "tombstoned", "chunks", "vectors", "quarantined")} == {
+        "documents": 2,
+        "tombstoned": 0,
+        "chunks": 0,
+        "vectors": 0,
+        "quarantined": 1,
+    }
+    assert (status["champion_version"], status["active_index"]) == (None, None)
+    assert status["last_runs"][0]["kind"] == "ingest"
+
+
+@pytest.mark.parametrize(
+    ("files", "args", "message"),
+    [
+        ({}, ["ingest", "nowhere"], "nowhere: no such file or directory"),
+        (
+            {"people.csv": "id,name\n1,Ada\n"},
+            ["ingest", "people.csv"],
+            "people.csv: no 'text' column (found: id, name)",
+        ),
+        ({"empty.jsonl": ""}, ["ingest", "empty.jsonl"], "empty.jsonl: the file is empty"),
+        ({"x.jsonl": '{"id": 1, "text": ""}\nnot json\n'}, ["ingest", "x.jsonl"], "x.jsonl: 2 of 2 rows failed"),
+        ({"ragtune.toml": "batch_size = -1\n"}, ["status"], "invalid configuration"),
+    ],
+)
+def test_bad_input_gives_one_line_on_stderr_and_exit_code_2(run, tmp_path, files, args, message):
+    for name, content in files.items():
+        (tmp_path / name).write_text(content)
+    result = run(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"ragtune: error: {message}")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["--help"],
+        ["ingest", "--help"],
+        ["status", "--help"],
+        ["demo", "--help"],
+        ["quarantine", "list", "--help"],
+        ["db", "stop", "--help"],
+    ],
+)
+def test_every_command_has_help(run, command):
+    result = run(*command)
+    assert result.returncode == 0
+    assert "Usage: python -m ragtune" in result.stdout
+    if command != ["--help"]:
+        assert "--json" in result.stdout
+
+
+def test_db_stop_refuses_to_manage_an_external_server(run):
+    result = run("db", "stop")
+    assert result.returncode == 2
+    assert "RAGTUNE_DATABASE_URL is set" in result.stderr
