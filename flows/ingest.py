@@ -57,13 +57,7 @@ def ingest_flow(
     found = open_sources(paths, source)
     pool = connect(settings)
     validator = make_validator(settings)
-    options = ingest.IngestOptions(
-        snapshot=snapshot,
-        batch_size=settings.batch_size,
-        max_file_bytes=settings.max_file_bytes,
-        validation=settings.validation,
-        progress=progress,
-    )
+    options = ingest.IngestOptions.from_settings(settings, snapshot=snapshot, progress=progress)
     with runs.recorded(pool, "ingest", {"paths": paths, "source": source, "snapshot": snapshot}) as run:
         result = ingest_sources(pool, found, validator, options, run.run_id)
         result.data_docs = build_data_docs(validator)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline import store
 from pipeline.errors import BatchRefused, SourceError
 from pipeline.progress import row_counter
-from pipeline.settings import ValidationOptions
+from pipeline.settings import Settings, ValidationOptions
 from pipeline.sources import Record, Source, read_batches
 from pipeline.validate import Failure, Validator, raw_row
 
@@ -34,10 +34,23 @@ class IngestOptions:
     """How to read and judge the sources of one ingest."""
 
     snapshot: bool = False  # ids absent from a source are tombstoned
-    batch_size: int = 500
+    batch_size: int = 5000
+    batch_bytes: int = 16_000_000
     max_file_bytes: int = 8_000_000
     validation: ValidationOptions = field(default_factory=ValidationOptions)
     progress: bool = False  # draw a live row counter on stderr
+
+    @classmethod
+    def from_settings(cls, settings: Settings, snapshot: bool = False, progress: bool = False) -> IngestOptions:
+        """The options the settings call for."""
+        return cls(
+            snapshot=snapshot,
+            batch_size=settings.batch_size,
+            batch_bytes=settings.batch_bytes,
+            max_file_bytes=settings.max_file_bytes,
+            validation=settings.validation,
+            progress=progress,
+        )
 
 
 @dataclass
@@ -74,7 +87,7 @@ def ingest(
         store.prepare_ingest(conn)
         for source in sources:
             read_before, failed_before = report.rows_read, report.quarantined
-            for batch in read_batches(source, options.batch_size, options.max_file_bytes):
+            for batch in read_batches(source, options.batch_size, options.max_file_bytes, options.batch_bytes):
                 _ingest_batch(conn, source, batch, validator, report, problems)
                 show(report.rows_read, report.quarantined)
             _check_source(source, report.rows_read - read_before, report.quarantined - failed_before, options, problems)

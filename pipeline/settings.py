@@ -44,7 +44,10 @@ class Settings(BaseSettings):
 
     home: Path = Path(".ragtune")
     database_url: SecretStr | None = None
-    batch_size: int = Field(500, ge=1, description="rows read, validated and written together")
+    # Rows read, validated and written together: a batch ends at batch_size rows or batch_bytes
+    # of text, whichever comes first. GX costs ~0.1 s per batch whatever its size, so big batches pay.
+    batch_size: int = Field(5000, ge=1)
+    batch_bytes: int = Field(16_000_000, ge=1)
     # Directory sources: files larger than this are quarantined unread.
     max_file_bytes: int = Field(8_000_000, ge=1)
     validation: ValidationOptions = ValidationOptions()

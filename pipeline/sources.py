@@ -14,7 +14,6 @@ import stat
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +72,10 @@ def open_sources(paths: Sequence[Path | str], name: str | None = None) -> list[S
     return [open_source(path, name) for path in paths]
 
 
-def read_batches(source: Source, batch_size: int, max_file_bytes: int) -> Iterator[list[Record]]:
-    """Yield the source's records in batches of at most ``batch_size``."""
+def read_batches(
+    source: Source, batch_size: int, max_file_bytes: int, batch_bytes: int = 16_000_000
+) -> Iterator[list[Record]]:
+    """Yield the source's records in batches of at most ``batch_size`` rows and about ``batch_bytes`` of text."""
     readers = {
         "directory": lambda: _read_directory(source.path, max_file_bytes),
         "jsonl": lambda: _read_jsonl(source.path),
@@ -82,9 +83,21 @@ def read_batches(source: Source, batch_size: int, max_file_bytes: int) -> Iterat
         "parquet": lambda: _read_parquet(source.path, batch_size),
         "hf_dataset": lambda: _read_hf_dataset(source.path, batch_size),
     }
-    records = readers[source.kind]()
-    while batch := list(islice(records, batch_size)):
+    batch: list[Record] = []
+    size = 0
+    for record in readers[source.kind]():
+        batch.append(record)
+        size += _size(record)
+        if len(batch) >= batch_size or size >= batch_bytes:
+            yield batch
+            batch, size = [], 0
+    if batch:
         yield batch
+
+
+def _size(record: Record) -> int:
+    """Roughly how much memory a record's text holds, in characters."""
+    return sum(len(v) for v in (record.text, record.title, record.raw) if isinstance(v, str))
 
 
 def _detect_kind(path: Path) -> str:

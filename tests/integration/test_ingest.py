@@ -1,6 +1,7 @@
 """Ingest against real PostgreSQL: upserts by id and hash, snapshots, quarantine, refusal."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def run_ingest(
 ) -> IngestReport:
     pool = database.connect(settings)
     found = open_sources(list(paths))
-    options = IngestOptions(snapshot=snapshot, batch_size=batch_size, validation=settings.validation)
+    options = replace(IngestOptions.from_settings(settings, snapshot=snapshot), batch_size=batch_size)
     with runs.recorded(pool, "ingest", {}) as run:
         return ingest(pool, found, validator, options, run.run_id)
 

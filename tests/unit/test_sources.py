@@ -172,3 +172,12 @@ def test_reading_streams_in_batches_with_flat_memory(tmp_path: Path):
     tracemalloc.stop()
     assert sizes == [500] * 40
     assert peak < 4_000_000, f"reading 20 MB held {peak:,} bytes at once"
+
+
+def test_batches_end_at_the_row_limit_or_the_text_size_limit_whichever_comes_first(tmp_path: Path):
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"id": str(i), "text": "x" * 1000}) + "\n" for i in range(10)))
+    by_rows = [len(b) for b in read_batches(open_source(path), batch_size=4, max_file_bytes=10**6)]
+    by_bytes = [len(b) for b in read_batches(open_source(path), 100, 10**6, batch_bytes=2500)]
+    assert by_rows == [4, 4, 2]
+    assert by_bytes == [3, 3, 3, 1]
