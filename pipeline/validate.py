@@ -65,15 +65,16 @@ class Validator:
         self._gx = gx
         self._context = gx.get_context(mode="ephemeral")
         self._context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        self._data_docs_dir = data_docs_dir
-        if data_docs_dir is not None:
+        # GX needs an absolute path; RAGTUNE_HOME is relative by default.
+        self._data_docs_dir = data_docs_dir.resolve() if data_docs_dir is not None else None
+        if self._data_docs_dir is not None:
             self._context.add_data_docs_site(
                 site_name=DOCS_SITE,
                 site_config={
                     "class_name": "SiteBuilder",
                     "store_backend": {
                         "class_name": "TupleFilesystemStoreBackend",
-                        "base_directory": str(data_docs_dir),
+                        "base_directory": str(self._data_docs_dir),
                     },
                     "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
                 },

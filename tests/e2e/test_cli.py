@@ -114,3 +114,24 @@ def test_db_stop_refuses_to_manage_an_external_server(run):
     result = run("db", "stop")
     assert result.returncode == 2
     assert "RAGTUNE_DATABASE_URL is set" in result.stderr
+
+
+def test_demo_plays_three_nights_on_the_default_relative_home(prefect_api, database_url, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGTUNE_")}
+    env.update(RAGTUNE_DATABASE_URL=database_url, PREFECT_API_URL=prefect_api)  # home: ./.ragtune
+    result = subprocess.run(
+        [sys.executable, "-m", "ragtune", "demo", "--json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    first, second, quiet = (night["ingest"] for night in json.loads(result.stdout)["nights"])
+    assert first["inserted"] == first["rows_read"] > 100 and first["quarantined"] == 0
+    assert (second["updated"], second["deleted"], second["quarantined"], second["inserted"]) == (3, 2, 3, 0)
+    assert (quiet["inserted"], quiet["updated"], quiet["deleted"]) == (0, 0, 0)
+    assert quiet["unchanged"] == first["rows_read"] - 2
+    assert (tmp_path / ".ragtune" / "data_docs" / "index.html").exists()
+    assert (tmp_path / ".ragtune" / "demo" / "python-docs" / "json.md").exists()
