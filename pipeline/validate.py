@@ -9,6 +9,7 @@ depth. Each expectation carries the sentence that explains a failure to a person
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from pipeline.sources import Record
 
 if TYPE_CHECKING:
     import pandas as pd
+
+logger = logging.getLogger(__name__)
 
 MAX_METADATA_DEPTH = 32
 SUITE = "ragtune-documents"
@@ -117,10 +120,18 @@ class Validator:
         return verdict
 
     def build_data_docs(self) -> Path | None:
-        """Write the Data Docs HTML of this run's validations; return the index page."""
+        """Write the Data Docs HTML of this run's validations; return the index page.
+
+        The report is not the ingest: if it cannot be built, that is logged and None returned,
+        because the documents it describes have already landed.
+        """
         if self._data_docs_dir is None or not self._validated_any:
             return None
-        self._context.build_data_docs(site_names=[DOCS_SITE])
+        try:
+            self._context.build_data_docs(site_names=[DOCS_SITE])
+        except Exception:
+            logger.warning("could not build the GX Data Docs in %s", self._data_docs_dir, exc_info=True)
+            return None
         return self._data_docs_dir / "index.html"
 
     def _definition(self, source: str) -> Any:

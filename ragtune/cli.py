@@ -134,6 +134,7 @@ def _settings() -> Any:
         # ragtune reports outcomes and errors itself, in one line; Prefect's console copy (tracebacks
         # included) would drown it. Run logs still reach the Prefect API and UI. RAGTUNE_DEBUG shows them.
         "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "DEBUG" if os.environ.get("RAGTUNE_DEBUG") else "CRITICAL",
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "pipeline,infra",  # ragtune's own warnings reach the run logs
     }.items():
         os.environ.setdefault(name, value)
     if "XDG_RUNTIME_DIR" not in os.environ:

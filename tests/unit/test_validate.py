@@ -86,3 +86,12 @@ def test_data_docs_are_written_where_asked(tmp_path: Path):
     assert page.name == "ragtune-handbook.html"  # one page per source
     shown = " ".join(re.sub(r"<[^>]+>", " ", page.read_text()).split())
     assert "must not match this regular expression: ^\\s*$ . 1 unexpected values found. 50% of 2 total rows" in shown
+
+
+def test_a_data_docs_failure_is_logged_not_raised(tmp_path: Path, caplog):
+    blocker = tmp_path / "docs"
+    blocker.write_text("a file where the Data Docs folder should be")
+    validator = Validator(ValidationOptions(), data_docs_dir=blocker)
+    validator.validate([Record("a", "fine")], "handbook")
+    assert validator.build_data_docs() is None
+    assert f"could not build the GX Data Docs in {blocker}" in caplog.text
