@@ -60,7 +60,8 @@ INSERT INTO quarantine (run_id, source, doc_id, origin, reasons, raw) VALUES (%s
 LIST_QUARANTINE = """
 SELECT q.source, q.doc_id AS id, q.origin, q.reasons, q.run_id, q.created_at
 FROM quarantine q
-WHERE %(run_id)s::uuid IS NULL OR q.run_id = %(run_id)s::uuid
+WHERE (%(run_id)s::uuid IS NULL OR q.run_id = %(run_id)s::uuid)
+  AND (%(all)s OR q.quarantine_id IN (SELECT quarantine_id FROM current_quarantine))  -- see 0002
 ORDER BY q.quarantine_id DESC
 LIMIT %(limit)s
 """
@@ -70,7 +71,7 @@ SELECT count(*) FILTER (WHERE deleted_at IS NULL) AS documents,
 FROM documents
 """
 COUNT_CHUNKS = "SELECT count(*) FROM chunks"
-COUNT_QUARANTINE = "SELECT count(*) FROM quarantine"
+COUNT_QUARANTINE = "SELECT count(*) FROM current_quarantine"
 ACTIVE_INDEX = """
 SELECT a.model_version, m.table_name
 FROM active_index a JOIN model_indexes m USING (model_version)
@@ -180,10 +181,12 @@ def quarantine(conn: psycopg.Connection, run_id: str, rows: Sequence[QuarantineR
         )
 
 
-def list_quarantine(pool: ConnectionPool, run_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    """Quarantined rows, newest first, ready for JSON."""
+def list_quarantine(
+    pool: ConnectionPool, run_id: str | None = None, limit: int = 100, everything: bool = False
+) -> list[dict[str, Any]]:
+    """Rows held back now (or, with ``everything``, ever), newest first, ready for JSON."""
     with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(LIST_QUARANTINE, {"run_id": run_id, "limit": limit}).fetchall()
+        rows = cur.execute(LIST_QUARANTINE, {"run_id": run_id, "limit": limit, "all": everything}).fetchall()
     return [_jsonable(row) for row in rows]
 
 

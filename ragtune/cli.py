@@ -36,7 +36,10 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on
 def ingest(
     paths: Annotated[
         list[Path],
-        typer.Argument(help="Directories (.md .txt .rst .html), .jsonl/.csv/.parquet files, or saved HF datasets."),
+        typer.Argument(
+            metavar="PATH",
+            help="Directories (.md .txt .rst .html), .jsonl/.csv/.parquet files, or saved HF datasets.",
+        ),
     ],
     source: Annotated[
         str | None, typer.Option(help="Source name for the documents (default: each path's name).")
@@ -77,14 +80,19 @@ def status(as_json: JsonFlag = False) -> None:
 def quarantine_list(
     run: Annotated[str | None, typer.Option(help="Only rows held back by this run id.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many rows, newest first.")] = 50,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Every row ever held back, not only the current ones.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Show what validation held back, and why."""
+    """Show what validation holds back now (each source's latest ingest), and why."""
     settings = _settings()
     from infra import database
     from pipeline import store
 
-    rows = _guard(lambda: store.list_quarantine(database.connect(settings), run_id=run, limit=limit))
+    rows = _guard(
+        lambda: store.list_quarantine(database.connect(settings), run_id=run, limit=limit, everything=everything)
+    )
     _emit({"rows": rows}, as_json, render.quarantine_table)
 
 
@@ -111,8 +119,23 @@ def demo(as_json: JsonFlag = False) -> None:
 
 
 def main() -> None:
-    """Entry point of the ``ragtune`` command."""
-    app()
+    """Entry point of the ``ragtune`` command: usage errors too are one line and exit code 2."""
+    # Typer vendors its own click and exports BadParameter, whose base is click's UsageError.
+    usage_error: type[Exception] = typer.BadParameter.__base__  # type: ignore[assignment]
+    try:
+        code = app(standalone_mode=False)
+    except usage_error as exc:
+        message = exc.format_message()  # type: ignore[attr-defined]
+        ctx = getattr(exc, "ctx", None)
+        if message.startswith("Usage:"):  # a group called without a command: its help is the answer
+            typer.echo(message, err=True)
+        else:
+            hint = f" (see '{ctx.command_path} --help')" if ctx else ""
+            typer.echo(f"ragtune: error: {message}{hint}", err=True)
+        code = 2
+    except typer.Abort:
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _settings() -> Any:

@@ -29,7 +29,9 @@ def run_ingest(
     found = open_sources(list(paths))
     options = replace(IngestOptions.from_settings(settings, snapshot=snapshot), batch_size=batch_size)
     with runs.recorded(pool, "ingest", {}) as run:
-        return ingest(pool, found, validator, options, run.run_id)
+        report = ingest(pool, found, validator, options, run.run_id)
+        run.stats = report.as_dict()  # as the flow records it
+    return report
 
 
 def counts(report: IngestReport) -> dict[str, int]:
@@ -213,3 +215,20 @@ def test_csv_parquet_and_hf_dataset_sources_ingest_alike(settings, validator, tm
     pool = database.connect(settings)
     assert store.get_document(pool, "a", "1")["metadata"] == {"lang": "en"}
     assert store.get_document(pool, "c", "1")["text"] == "eins"
+
+
+def test_a_fixed_row_leaves_the_current_quarantine_and_stays_in_its_history(settings, validator, docs):
+    (docs / "draft.md").write_text("   ")
+    run_ingest(settings, validator, docs)
+    run_ingest(settings, validator, docs)  # still bad the next night: held back once, not twice
+    pool = database.connect(settings)
+    assert store.status(pool)["quarantined"] == 1
+    assert [row["id"] for row in store.list_quarantine(pool)] == ["draft.md"]
+
+    (docs / "draft.md").write_text("# Draft\n\nNow written.\n")
+    report = run_ingest(settings, validator, docs)
+
+    assert (report.inserted, report.quarantined) == (1, 0)
+    assert store.status(pool)["quarantined"] == 0
+    assert store.list_quarantine(pool) == []
+    assert [row["id"] for row in store.list_quarantine(pool, everything=True)] == ["draft.md", "draft.md"]

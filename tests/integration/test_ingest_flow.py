@@ -61,3 +61,4 @@ def test_a_refused_ingest_fails_the_flow_run_and_is_recorded(prefect_api, settin
         flow_runs = client.read_flow_runs(limit=1, sort="START_TIME_DESC")
     assert flow_runs[0].state.is_failed()
     assert flow_runs[0].parameters["paths"] == [str(path)]
+    assert flow_runs[0].parameters["settings"]["database_url"] == "**********"  # the UI never shows it
