@@ -79,6 +79,8 @@ def test_ingest_summary_then_quarantine_list_and_status(run, kb):
         ({"empty.jsonl": ""}, ["ingest", "empty.jsonl"], "empty.jsonl: the file is empty"),
         ({"x.jsonl": '{"id": 1, "text": ""}\nnot json\n'}, ["ingest", "x.jsonl"], "x.jsonl: 2 of 2 rows failed"),
         ({"ragtune.toml": "batch_size = -1\n"}, ["status"], "invalid configuration"),
+        ({}, ["ingest"], "Missing argument 'PATH'. (see 'python -m ragtune ingest --help')"),
+        ({}, ["ingest", "kb", "--snapshots"], "No such option: --snapshots"),
     ],
 )
 def test_bad_input_gives_one_line_on_stderr_and_exit_code_2(run, tmp_path, files, args, message):
