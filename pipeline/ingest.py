@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -86,16 +86,30 @@ def ingest(
     with store.transaction(pool) as conn, row_counter("ingesting", options.progress) as show:
         store.prepare_ingest(conn)
         for source in sources:
-            read_before, failed_before = report.rows_read, report.quarantined
-            for batch in read_batches(source, options.batch_size, options.max_file_bytes, options.batch_bytes):
-                _ingest_batch(conn, source, batch, validator, report, problems)
-                show(report.rows_read, report.quarantined)
-            _check_source(source, report.rows_read - read_before, report.quarantined - failed_before, options, problems)
+            problems += _ingest_source(conn, source, validator, options, report, show)
         if options.snapshot:
             for name in report.sources:
                 report.deleted += store.tombstone_missing(conn, name, run_id)
     report.problems = dict(problems.most_common())
     return report
+
+
+def _ingest_source(
+    conn: psycopg.Connection,
+    source: Source,
+    validator: Validator,
+    options: IngestOptions,
+    report: IngestReport,
+    show: Callable[[int, int], None],
+) -> Counter[str]:
+    """Ingest one source's batches; refuse it if too large a share fails. Return its problems."""
+    read_before, failed_before = report.rows_read, report.quarantined
+    problems: Counter[str] = Counter()
+    for batch in read_batches(source, options.batch_size, options.max_file_bytes, options.batch_bytes):
+        _ingest_batch(conn, source, batch, validator, report, problems)
+        show(report.rows_read, report.quarantined)
+    _check_source(source, report.rows_read - read_before, report.quarantined - failed_before, options, problems)
+    return problems
 
 
 def _ingest_batch(

@@ -81,7 +81,7 @@ def read_batches(
         "jsonl": lambda: _read_jsonl(source.path),
         "csv": lambda: _read_csv(source.path),
         "parquet": lambda: _read_parquet(source.path, batch_size),
-        "hf_dataset": lambda: _read_hf_dataset(source.path, batch_size),
+        "hf_dataset": lambda: _read_hf_dataset(source.path),
     }
     batch: list[Record] = []
     size = 0
@@ -240,16 +240,11 @@ def _hf_columns(path: Path) -> list[str]:
     return sorted(set.intersection(*(set(d.column_names) for d in datasets.values())))
 
 
-def _read_hf_dataset(path: Path, batch_size: int) -> Iterator[Record]:
+def _read_hf_dataset(path: Path) -> Iterator[Record]:
     for split, dataset in _load_hf_dataset(path).items():
         columns = [c for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if c in dataset.column_names]
-        dataset = dataset.select_columns(columns)
-        rows = (
-            dict(zip(batch, values, strict=True))
-            for batch in dataset.iter(batch_size=batch_size)
-            for values in zip(*batch.values(), strict=True)
-        )
-        yield from _records_from_rows(rows, f"{path}[{split}]")
+        # A Dataset iterates its rows from the memory-mapped Arrow files, a chunk at a time.
+        yield from _records_from_rows(dataset.select_columns(columns), f"{path}[{split}]")
 
 
 def _load_hf_dataset(path: Path) -> dict[str, Any]:

@@ -232,3 +232,15 @@ def test_a_fixed_row_leaves_the_current_quarantine_and_stays_in_its_history(sett
     assert store.status(pool)["quarantined"] == 0
     assert store.list_quarantine(pool) == []
     assert [row["id"] for row in store.list_quarantine(pool, everything=True)] == ["draft.md", "draft.md"]
+
+
+def test_a_refusal_names_the_problems_of_the_refused_source_only(settings, validator, tmp_path):
+    noisy = tmp_path / "noisy.jsonl"  # one bad row of three: accepted, with its row quarantined
+    noisy.write_text('{"id": "1", "text": "a"}\n{"id": "2", "text": "b"}\n{"id": "3", "title": 5, "text": "c"}\n')
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"id": "1"}\n{"id": "2"}\n')
+    with pytest.raises(BatchRefused) as refused:
+        run_ingest(settings, validator, noisy, broken)
+    assert str(refused.value).startswith(f"{broken}: 2 of 2 rows failed")
+    assert "text missing (2)" in str(refused.value)
+    assert "title not a string" not in str(refused.value)
