@@ -12,6 +12,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pipeline.chunk import ChunkOptions
+
 
 class ValidationOptions(BaseModel):
     """Bounds of the Great Expectations suite that every ingested batch must meet."""
@@ -51,6 +53,7 @@ class Settings(BaseSettings):
     # Directory sources: files larger than this are quarantined unread.
     max_file_bytes: int = Field(8_000_000, ge=1)
     validation: ValidationOptions = ValidationOptions()
+    chunk: ChunkOptions = ChunkOptions()
 
     @classmethod
     def settings_customise_sources(
