@@ -220,7 +220,7 @@ def _fit(pieces: list[str], tokenizer: Tokenizer, max_tokens: int) -> list[str]:
 
 def _windows(text: str, tokenizer: Tokenizer, max_tokens: int) -> list[str]:
     """Consecutive slices of text of at most max_tokens tokens each, cut between tokens."""
-    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
     slices = []
     for start in range(0, len(offsets), max_tokens):
         window = offsets[start : start + max_tokens]
@@ -232,5 +232,6 @@ def count_tokens(tokenizer: Tokenizer, texts: list[str]) -> list[int]:
     """How many encoder tokens each text has (no special tokens)."""
     if not texts:
         return []
-    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    # verbose=False: counting a paragraph longer than the model's window is fine; it is split next.
+    encoded = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
     return [len(ids) for ids in encoded]

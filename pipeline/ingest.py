@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline import store
 from pipeline.errors import BatchRefused, SourceError
-from pipeline.progress import row_counter
+from pipeline.progress import counter
 from pipeline.settings import Settings, ValidationOptions
 from pipeline.sources import Record, Source, read_batches
 from pipeline.validate import Failure, Validator, raw_row
@@ -83,7 +83,7 @@ def ingest(
     """Ingest every source in one transaction; raise BatchRefused if a source is mostly bad."""
     report = IngestReport(run_id=run_id, sources=sorted({s.name for s in sources}))
     problems: Counter[str] = Counter()
-    with store.transaction(pool) as conn, row_counter("ingesting", options.progress) as show:
+    with store.transaction(pool) as conn, counter("ingesting rows", options.progress) as show:
         store.prepare_ingest(conn)
         for source in sources:
             problems += _ingest_source(conn, source, validator, options, report, show)
@@ -100,14 +100,14 @@ def _ingest_source(
     validator: Validator,
     options: IngestOptions,
     report: IngestReport,
-    show: Callable[[int, int], None],
+    show: Callable[[int, str], None],
 ) -> Counter[str]:
     """Ingest one source's batches; refuse it if too large a share fails. Return its problems."""
     read_before, failed_before = report.rows_read, report.quarantined
     problems: Counter[str] = Counter()
     for batch in read_batches(source, options.batch_size, options.max_file_bytes, options.batch_bytes):
         _ingest_batch(conn, source, batch, validator, report, problems)
-        show(report.rows_read, report.quarantined)
+        show(report.rows_read, f"{report.quarantined:,} quarantined")
     _check_source(source, report.rows_read - read_before, report.quarantined - failed_before, options, problems)
     return problems
 

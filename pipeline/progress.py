@@ -5,23 +5,29 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
+Update = Callable[[int, str], None]
+
 
 @contextlib.contextmanager
-def row_counter(description: str, enabled: bool) -> Iterator[Callable[[int, int], None]]:
-    """Yield ``update(rows_done, rows_held_back)``, drawing a live counter on stderr when enabled."""
+def counter(description: str, enabled: bool, total: int | None = None) -> Iterator[Update]:
+    """Yield ``update(done, note)``, drawing a live bar (or counter, without a total) on stderr when enabled."""
     if not enabled:
-        yield lambda done, held_back: None
+        yield _ignore
         return
     from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    columns = (
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TextColumn("{task.completed:,} rows"),
-        TextColumn("[yellow]{task.fields[held_back]:,} quarantined"),
-        TimeElapsedColumn(),
-    )
+    columns = [SpinnerColumn(), TextColumn("{task.description}")]
+    columns += [BarColumn(), MofNCompleteColumn()] if total else [TextColumn("{task.completed:,}")]
+    columns += [TextColumn("[yellow]{task.fields[note]}"), TimeElapsedColumn()]
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task(description, total=None, held_back=0)
-        yield lambda done, held_back: progress.update(task, completed=done, held_back=held_back)
+        task = progress.add_task(description, total=total, note="")
+
+        def update(done: int, note: str) -> None:
+            progress.update(task, completed=done, note=note)
+
+        yield update
+
+
+def _ignore(done: int, note: str) -> None:
+    """Progress nobody watches."""

@@ -8,6 +8,7 @@ a custom pyfunc, registered as version 1 and given the alias ``champion``.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,9 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel
 
+from pipeline import tracking
 from pipeline.embed import Encoder
+from pipeline.errors import UserError
 
 MODEL_NAME = "ragtune-encoder"
 CHAMPION = "champion"
@@ -44,6 +47,7 @@ class ModelRef:
 
     version: str
     source_dir: str  # where its weights came from, for the record
+    registered_now: bool = False
 
 
 def default_base_model() -> Path:
@@ -64,7 +68,20 @@ def champion(tracking_uri: str, artifact_root: Path, base_model: Path) -> ModelR
     version = register_encoder(tracking_uri, artifact_root, base_model, description="the base model, unchanged")
     client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
     client.set_model_version_tag(MODEL_NAME, version, "promoted", "first use: the base model becomes champion")
-    return ModelRef(version=version, source_dir=str(base_model))
+    return ModelRef(version=version, source_dir=str(base_model), registered_now=True)
+
+
+def resolve(tracking_uri: str, alias_or_version: str) -> str:
+    """The version an alias (``champion``) or a version number names; a clear error if none."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        if alias_or_version.isdigit():
+            return str(client.get_model_version(MODEL_NAME, alias_or_version).version)
+        return str(client.get_model_version_by_alias(MODEL_NAME, alias_or_version).version)
+    except MlflowException:
+        raise UserError(
+            f"{MODEL_NAME} has no version or alias {alias_or_version!r}; see the MLflow registry, or use 'champion'"
+        ) from None
 
 
 def register_encoder(tracking_uri: str, artifact_root: Path, model_dir: Path, description: str) -> str:
@@ -75,7 +92,7 @@ def register_encoder(tracking_uri: str, artifact_root: Path, model_dir: Path, de
     import pipeline
 
     with _tracking(tracking_uri):
-        experiment = _experiment(tracking_uri, artifact_root)
+        experiment = tracking.experiment_id(MlflowClient(tracking_uri=tracking_uri), EXPERIMENT, artifact_root)
         with mlflow.start_run(experiment_id=experiment, run_name="register-encoder"):
             info = mlflow.pyfunc.log_model(
                 name="encoder",
@@ -110,13 +127,10 @@ def load_encoder(tracking_uri: str, version: str, cache_dir: Path) -> Encoder:
     return encoder
 
 
-def _experiment(tracking_uri: str, artifact_root: Path) -> str:
-    client = MlflowClient(tracking_uri=tracking_uri)
-    found = client.get_experiment_by_name(EXPERIMENT)
-    if found is not None:
-        return str(found.experiment_id)
-    # Explicit artifact location: MLflow's default is ./mlruns under whatever the cwd is.
-    return str(client.create_experiment(EXPERIMENT, artifact_location=artifact_root.resolve().as_uri()))
+@functools.lru_cache(maxsize=2)
+def cached_encoder(tracking_uri: str, version: str, cache_dir: str) -> Encoder:
+    """The encoder of a version, loaded once per process."""
+    return load_encoder(tracking_uri, version, Path(cache_dir))
 
 
 @contextlib.contextmanager

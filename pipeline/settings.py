@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -42,6 +43,7 @@ class Settings(BaseSettings):
         toml_file="ragtune.toml",
         frozen=True,
         extra="forbid",
+        populate_by_name=True,
     )
 
     home: Path = Path(".ragtune")
@@ -54,6 +56,14 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(8_000_000, ge=1)
     validation: ValidationOptions = ValidationOptions()
     chunk: ChunkOptions = ChunkOptions()
+    # The model registered as version 1 on first use; default: the packaged all-MiniLM-L6-v2.
+    base_model: Path | None = None
+    # MLflow tracking and registry; default: a SQLite store under home.
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        validation_alias=AliasChoices("mlflow_tracking_uri", "RAGTUNE_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+    )
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     @classmethod
     def settings_customise_sources(
@@ -70,6 +80,21 @@ class Settings(BaseSettings):
     def pgdata(self) -> Path:
         """Data directory of the embedded PostgreSQL server."""
         return self.home / "pgdata"
+
+    @property
+    def tracking_uri(self) -> str:
+        """Where MLflow runs and the model registry live."""
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        """Artifact root of ragtune's MLflow experiments (models, plots, reports)."""
+        return self.home / "mlartifacts"
+
+    @property
+    def model_cache(self) -> Path:
+        """Local copies of registered model versions, fetched through the registry."""
+        return self.home / "models"
 
     @property
     def data_docs_dir(self) -> Path:

@@ -229,3 +229,197 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
         k: (v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, uuid.UUID) else v)
         for k, v in row.items()
     }
+
+
+# The vector index of each model version: one table of (content_hash, embedding). Chunks with
+# the same text share a vector; search joins back to chunks for ids and sources.
+CREATE_INDEX_TABLE = (
+    "CREATE TABLE IF NOT EXISTS {table} (content_hash text PRIMARY KEY, embedding vector({dim}) NOT NULL)"
+)
+REGISTER_INDEX = """
+INSERT INTO model_indexes (model_version, table_name, dimension) VALUES (%s, %s, %s)
+ON CONFLICT (model_version) DO NOTHING
+"""
+ACTIVATE_INDEX = """
+INSERT INTO active_index (singleton, model_version) VALUES (true, %s)
+ON CONFLICT (singleton) DO UPDATE SET model_version = EXCLUDED.model_version, switched_at = now()
+"""
+INDEX_OF = "SELECT model_version, table_name, dimension FROM model_indexes WHERE model_version = %s"
+ACTIVE = """
+SELECT m.model_version, m.table_name, m.dimension
+FROM active_index a JOIN model_indexes m USING (model_version)
+"""
+MARK_READY = "UPDATE model_indexes SET status = 'ready', ready_at = coalesce(ready_at, now()) WHERE model_version = %s"
+# Live documents whose chunks are missing or belong to an older version.
+STALE_DOCUMENTS = """
+SELECT d.source, d.doc_id, d.version, d.title, d.text, d.metadata ->> 'format' AS format
+FROM documents d
+WHERE d.deleted_at IS NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM chunks c WHERE c.source = d.source AND c.doc_id = d.doc_id AND c.doc_version = d.version
+  )
+ORDER BY d.source, d.doc_id
+"""
+DELETE_DOCUMENT_CHUNKS = "DELETE FROM chunks WHERE source = %s AND doc_id = %s"
+COPY_CHUNKS = """
+COPY chunks (chunk_id, source, doc_id, doc_version, ordinal, heading, text, content_hash, n_tokens) FROM STDIN
+"""
+DELETE_TOMBSTONED_CHUNKS = """
+DELETE FROM chunks c USING documents d
+WHERE c.source = d.source AND c.doc_id = d.doc_id AND d.deleted_at IS NOT NULL
+"""
+COUNT_LIVE_HASHES = "SELECT count(DISTINCT content_hash) FROM chunks"
+TO_EMBED = """
+SELECT DISTINCT ON (c.content_hash) c.content_hash, d.title, c.heading, c.text
+FROM chunks c JOIN documents d USING (source, doc_id)
+WHERE NOT EXISTS (SELECT 1 FROM {table} v WHERE v.content_hash = c.content_hash)
+"""
+DELETE_ORPHAN_VECTORS = """
+DELETE FROM {table} v WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.content_hash = v.content_hash)
+"""
+CREATE_HNSW = "CREATE INDEX IF NOT EXISTS {name} ON {table} USING hnsw (embedding vector_cosine_ops)"
+HAS_INDEX = "SELECT 1 FROM pg_indexes WHERE tablename = %s AND indexname = %s"
+# The nearest vectors first (the HNSW index serves the inner ORDER BY), then their chunks.
+SEARCH = """
+SELECT c.chunk_id, c.source, c.doc_id, d.title, c.heading, c.text, 1 - near.distance AS score
+FROM (SELECT content_hash, embedding <=> %(query)s AS distance FROM {table}
+      ORDER BY embedding <=> %(query)s LIMIT %(k)s) near
+JOIN chunks c USING (content_hash)
+JOIN documents d USING (source, doc_id)
+ORDER BY near.distance, c.chunk_id
+LIMIT %(k)s
+"""
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """A model version's vector table."""
+
+    model_version: str
+    table: str
+    dimension: int
+
+
+@dataclass(frozen=True)
+class StaleDocument:
+    source: str
+    doc_id: str
+    version: int
+    title: str | None
+    text: str
+    format: str | None
+
+
+def ensure_index(conn: psycopg.Connection, model_version: str, dimension: int) -> IndexInfo:
+    """The model version's vector table, created (empty) if it does not exist yet."""
+    table = f"vectors_v{model_version}"
+    query = sql.SQL(CREATE_INDEX_TABLE).format(table=sql.Identifier(table), dim=sql.Literal(dimension))
+    conn.execute(query)
+    conn.execute(REGISTER_INDEX, (model_version, table, dimension))
+    return IndexInfo(model_version, table, dimension)
+
+
+def activate_index(conn: psycopg.Connection, model_version: str) -> None:
+    """Make searches read this model version's index (one statement: atomic for readers)."""
+    conn.execute(ACTIVATE_INDEX, (model_version,))
+
+
+def active_index(conn: psycopg.Connection) -> IndexInfo | None:
+    """The index searches read now, if any."""
+    row = conn.execute(ACTIVE).fetchone()
+    return IndexInfo(str(row[0]), row[1], int(row[2])) if row else None
+
+
+def stale_documents(conn: psycopg.Connection) -> list[StaleDocument]:
+    """Live documents whose chunks are missing or out of date."""
+    return [StaleDocument(*row) for row in conn.execute(STALE_DOCUMENTS)]
+
+
+def replace_chunks(conn: psycopg.Connection, source: str, doc_id: str, chunks: Sequence[Any]) -> None:
+    """Swap a document's chunks for new ones."""
+    conn.execute(DELETE_DOCUMENT_CHUNKS, (source, doc_id))
+    with conn.cursor() as cur, cur.copy(COPY_CHUNKS) as copy:
+        for c in chunks:
+            copy.write_row(
+                (
+                    c.chunk_id,
+                    c.source,
+                    c.doc_id,
+                    c.doc_version,
+                    c.ordinal,
+                    c.heading,
+                    c.text,
+                    c.content_hash,
+                    c.n_tokens,
+                )
+            )
+
+
+def drop_tombstoned_chunks(conn: psycopg.Connection) -> int:
+    """Remove the chunks of deleted documents; return how many."""
+    return conn.execute(DELETE_TOMBSTONED_CHUNKS).rowcount
+
+
+def count_live_hashes(conn: psycopg.Connection) -> int:
+    """How many distinct chunk texts the corpus has."""
+    row = conn.execute(COUNT_LIVE_HASHES).fetchone()
+    return int(row[0]) if row else 0
+
+
+def chunks_to_embed(conn: psycopg.Connection, index: IndexInfo) -> list[tuple[str, str | None, str | None, str]]:
+    """(content_hash, title, heading, text) of each chunk text the index does not hold yet."""
+    return conn.execute(sql.SQL(TO_EMBED).format(table=sql.Identifier(index.table))).fetchall()
+
+
+def write_vectors(conn: psycopg.Connection, index: IndexInfo, rows: Sequence[tuple[str, Any]]) -> None:
+    """Append (content_hash, float32 vector) rows with binary COPY."""
+    copy_sql = sql.SQL("COPY {} (content_hash, embedding) FROM STDIN WITH (FORMAT BINARY)").format(
+        sql.Identifier(index.table)
+    )
+    with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+        copy.set_types(["text", "vector"])
+        for row in rows:
+            copy.write_row(row)
+
+
+def delete_orphan_vectors(conn: psycopg.Connection, index: IndexInfo) -> int:
+    """Remove vectors no chunk uses any more; return how many."""
+    return conn.execute(sql.SQL(DELETE_ORPHAN_VECTORS).format(table=sql.Identifier(index.table))).rowcount
+
+
+def ensure_hnsw(conn: psycopg.Connection, index: IndexInfo) -> bool:
+    """Build the HNSW index if missing (after a bulk load: 10x faster than loading into it)."""
+    name = f"{index.table}_hnsw"
+    if conn.execute(HAS_INDEX, (index.table, name)).fetchone():
+        return False
+    conn.execute("SET LOCAL maintenance_work_mem = '1GB'")  # 13 s instead of 114 s for 100k x 384
+    conn.execute(sql.SQL(CREATE_HNSW).format(name=sql.Identifier(name), table=sql.Identifier(index.table)))
+    conn.execute(MARK_READY, (index.model_version,))
+    return True
+
+
+def search(conn: psycopg.Connection, index: IndexInfo, query: Any, k: int) -> list[dict[str, Any]]:
+    """The k chunks nearest to a query vector, best first, with their sources."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            sql.SQL(SEARCH).format(table=sql.Identifier(index.table)), {"query": query, "k": k}
+        ).fetchall()
+
+
+RECORD_ALIAS = """
+INSERT INTO alias_history (alias, version, previous_version, reason, run_id) VALUES (%s, %s, %s, %s, %s)
+"""
+
+
+def record_alias(
+    pool: ConnectionPool, alias: str, version: str, previous: str | None, reason: str, run_id: str | None
+) -> None:
+    """Remember a move of a registry alias: which version, from which, why, in which run."""
+    with transaction(pool) as conn:
+        conn.execute(RECORD_ALIAS, (alias, version, previous, reason, run_id))
+
+
+def index_of(conn: psycopg.Connection, model_version: str) -> IndexInfo | None:
+    """A model version's index, if it has one."""
+    row = conn.execute(INDEX_OF, (model_version,)).fetchone()
+    return IndexInfo(str(row[0]), row[1], int(row[2])) if row else None

@@ -66,6 +66,45 @@ def ingest(
 
 
 @app.command()
+def refresh(as_json: JsonFlag = False) -> None:
+    """Chunk new and changed documents and embed only what the champion's index lacks."""
+    settings = _settings()
+    from flows.refresh import refresh_flow
+
+    result = _guard(lambda: refresh_flow(settings=settings, progress=_interactive(as_json)))
+    _emit(result, as_json, render.refresh_summary)
+
+
+@app.command()
+def search(
+    text: Annotated[str, typer.Argument(help="What to look for.")],
+    k: Annotated[int, typer.Option("-k", "--top", min=1, max=1000, help="How many chunks to return.")] = 10,
+    as_json: JsonFlag = False,
+) -> None:
+    """Top-k chunks for a text, each with the document and source it came from."""
+    settings = _settings()
+    import pipeline
+
+    hits = _guard(lambda: pipeline.search(text, k, settings))
+    _emit({"results": [hit.as_dict() for hit in hits]}, as_json, render.search_results)
+
+
+@app.command("eval")
+def eval_(
+    queries: Annotated[Path, typer.Option(help='JSONL of {"query": ..., "relevant": [doc_id, ...]}.')],
+    model: Annotated[str, typer.Option(help="Registry alias or version number.")] = "champion",
+    per_query: Annotated[bool, typer.Option("--per-query", help="Add each query's ranked doc ids.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """nDCG@10, recall@10 and MRR@10 of a model's index on a query set."""
+    settings = _settings()
+    from flows.evaluate import eval_flow
+
+    result = _guard(lambda: eval_flow(queries=str(queries), model=model, per_query=per_query, settings=settings))
+    _emit(result, as_json, render.eval_summary)
+
+
+@app.command()
 def status(as_json: JsonFlag = False) -> None:
     """Counts of documents, chunks, vectors and quarantined rows; the champion; the last runs."""
     settings = _settings()
@@ -153,6 +192,7 @@ def _settings() -> Any:
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # a bar per model file is noise
         "HF_HUB_OFFLINE": "1",
         # ragtune reports outcomes and errors itself, in one line; Prefect's console copy (tracebacks
         # included) would drown it. Run logs still reach the Prefect API and UI. RAGTUNE_DEBUG shows them.

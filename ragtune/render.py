@@ -21,6 +21,41 @@ def ingest_summary(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def refresh_summary(r: dict[str, Any]) -> str:
+    """A few lines on one refresh."""
+    return "\n".join(
+        [
+            f"refreshed index {r['index']} (model version {r['model_version']}) in {r['seconds']:.1f} s",
+            f"  embedded {r['embedded']:,}   skipped {r['skipped']:,}   deleted {r['deleted']:,}   "
+            f"re-chunked documents {r['chunked_documents']:,}   precision {r['precision']}",
+            f"  run {r['run_id']}   MLflow run {r['mlflow_run_id']}",
+        ]
+    )
+
+
+def search_results(r: dict[str, Any]) -> str:
+    """Numbered hits: score, where the chunk lives, and the start of its text."""
+    if not r["results"]:
+        return "no results"
+    blocks = []
+    for rank, hit in enumerate(r["results"], start=1):
+        where = " > ".join(part for part in (hit["title"], hit["heading"]) if part)
+        snippet = " ".join(hit["text"].split())[:200]
+        blocks.append(f"{rank:>2}. {hit['score']:.3f}  {hit['source']}:{hit['doc_id']}  {where}\n    {snippet}")
+    return "\n".join(blocks)
+
+
+def eval_summary(r: dict[str, Any]) -> str:
+    """The metrics on one line, then per-query rankings if asked."""
+    lines = [
+        f"model version {r['model_version']} on {r['n_queries']} queries: nDCG@10 {r['ndcg@10']:.4f}   "
+        f"recall@10 {r['recall@10']:.4f}   MRR@10 {r['mrr@10']:.4f}"
+    ]
+    for q in r.get("per_query", []):
+        lines.append(f"  {q['query']}: {', '.join(q['ranked_doc_ids'][:5])}")
+    return "\n".join(lines)
+
+
 def status_summary(s: dict[str, Any]) -> str:
     """The store at a glance, and the latest runs."""
     lines = [

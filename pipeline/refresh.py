@@ -1,0 +1,114 @@
+"""Refresh: keep chunks in step with documents, and embed only the chunk texts the index lacks.
+
+Vectors are keyed by the content hash of what is embedded, so an unchanged chunk is never embedded
+twice, and each batch of vectors is committed on its own: a crash loses at most one batch of work,
+and the next refresh carries on from there.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pipeline import store
+from pipeline.chunk import ChunkOptions, Tokenizer, chunk_document, embedding_text
+from pipeline.embed import Encoder, Precision
+from pipeline.progress import counter
+
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
+
+PROBE_SIZE = 32
+
+
+@dataclass(frozen=True)
+class RefreshOptions:
+    """How to chunk and embed."""
+
+    chunk: ChunkOptions = field(default_factory=ChunkOptions)
+    write_batch: int = 1024  # vectors per COPY and commit
+    precision: str = "auto"  # auto: bf16 where the CPU has it and a probe agrees with fp32
+    progress: bool = False
+
+
+@dataclass
+class RefreshReport:
+    """What one refresh did."""
+
+    run_id: str
+    model_version: str
+    index: str
+    embedded: int = 0  # chunk texts embedded now
+    deleted: int = 0  # vectors removed: their chunks are gone
+    skipped: int = 0  # chunk texts the index already held
+    chunked_documents: int = 0
+    dropped_chunks: int = 0  # chunks of tombstoned documents
+    precision: str = "fp32"
+    probe_cosine: float | None = None
+    hnsw_built: bool = False
+    seconds: float = 0.0
+    model_seconds: float = 0.0  # of which in the encoder
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data."""
+        return asdict(self)
+
+
+def refresh(
+    pool: ConnectionPool, encoder: Encoder, model_version: str, options: RefreshOptions, run_id: str
+) -> RefreshReport:
+    """Bring the model version's index up to date with the live documents."""
+    started = time.perf_counter()
+    with store.transaction(pool) as conn:
+        index = store.ensure_index(conn, model_version, encoder.dimension)
+        if store.active_index(conn) is None:
+            store.activate_index(conn, model_version)
+    report = RefreshReport(run_id=run_id, model_version=model_version, index=index.table)
+    report.chunked_documents, report.dropped_chunks = sync_chunks(pool, encoder.tokenizer, options)
+    with pool.connection() as conn:
+        todo = store.chunks_to_embed(conn, index)
+        report.skipped = store.count_live_hashes(conn) - len(todo)
+    texts = [embedding_text(title, heading, text) for _, title, heading, text in todo]
+    precision = _choose_precision(encoder, texts, options.precision)
+    report.precision, report.probe_cosine = precision.name, precision.probe_cosine
+    with counter("embedding chunks", options.progress, total=len(todo)) as show:
+        for start in range(0, len(todo), options.write_batch):
+            tick = time.perf_counter()
+            vectors = encoder.encode(texts[start : start + options.write_batch])
+            report.model_seconds += time.perf_counter() - tick
+            hashes = [row[0] for row in todo[start : start + options.write_batch]]
+            with store.transaction(pool) as conn:
+                store.write_vectors(conn, index, list(zip(hashes, vectors, strict=True)))
+            report.embedded += len(hashes)
+            show(report.embedded, precision.name)
+    with store.transaction(pool) as conn:
+        report.hnsw_built = store.ensure_hnsw(conn, index)
+        report.deleted = store.delete_orphan_vectors(conn, index)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def sync_chunks(pool: ConnectionPool, tokenizer: Tokenizer, options: RefreshOptions) -> tuple[int, int]:
+    """Re-chunk new and changed documents, drop the chunks of deleted ones; return both counts."""
+    with store.transaction(pool) as conn:
+        dropped = store.drop_tombstoned_chunks(conn)
+        stale = store.stale_documents(conn)
+        with counter("chunking documents", options.progress, total=len(stale)) as show:
+            for done, doc in enumerate(stale, start=1):
+                chunks = chunk_document(
+                    doc.source, doc.doc_id, doc.version, doc.title, doc.text, doc.format, tokenizer, options.chunk
+                )
+                store.replace_chunks(conn, doc.source, doc.doc_id, chunks)
+                show(done, "")
+    return len(stale), dropped
+
+
+def _choose_precision(encoder: Encoder, texts: list[str], wanted: str) -> Precision:
+    if wanted == "fp32":
+        encoder.precision = Precision("fp32", None, "configured")
+    elif wanted == "bf16":
+        encoder.precision = Precision("bf16", None, "configured")
+    else:
+        encoder.choose_precision(texts[:PROBE_SIZE])
+    return encoder.precision
