@@ -65,18 +65,9 @@ def evaluate(
     pool: ConnectionPool, encoder: Encoder, index: store.IndexInfo, queries: list[Query], per_query: bool = False
 ) -> dict[str, Any]:
     """nDCG@10, recall@10 and MRR@10 over the queries (and each query's ranked doc ids if asked)."""
-    import ir_measures
-    from ir_measures import RR, R, nDCG
-
-    qrels = [ir_measures.Qrel(str(i), doc, 1) for i, q in enumerate(queries) for doc in q.relevant]
     rankings = [rank_documents(pool, encoder, index, q.text) for q in queries]
-    run = [ir_measures.ScoredDoc(str(i), doc, score) for i, ranked in enumerate(rankings) for doc, score in ranked]
-    scores = ir_measures.calc_aggregate([nDCG @ 10, R @ 10, RR @ 10], qrels, run)
     result: dict[str, Any] = {
-        "ndcg@10": scores[nDCG @ 10],
-        "recall@10": scores[R @ 10],
-        "mrr@10": scores[RR @ 10],
-        "n_queries": len(queries),
+        **score_rankings(queries, rankings),
         "model_version": index.model_version,
         "index": index.table,
     }
@@ -86,3 +77,19 @@ def evaluate(
             for q, ranked in zip(queries, rankings, strict=True)
         ]
     return result
+
+
+def score_rankings(queries: list[Query], rankings: list[list[tuple[str, float]]]) -> dict[str, Any]:
+    """The metrics of ranked (doc_id, score) lists against each query's relevant documents."""
+    import ir_measures
+    from ir_measures import RR, R, nDCG
+
+    qrels = [ir_measures.Qrel(str(i), doc, 1) for i, q in enumerate(queries) for doc in q.relevant]
+    run = [ir_measures.ScoredDoc(str(i), doc, score) for i, ranked in enumerate(rankings) for doc, score in ranked]
+    scores = ir_measures.calc_aggregate([nDCG @ 10, R @ 10, RR @ 10], qrels, run)
+    return {
+        "ndcg@10": scores[nDCG @ 10],
+        "recall@10": scores[R @ 10],
+        "mrr@10": scores[RR @ 10],
+        "n_queries": len(queries),
+    }

@@ -137,3 +137,27 @@ def test_demo_plays_three_nights_on_the_default_relative_home(prefect_api, datab
     assert quiet["unchanged"] == first["rows_read"] - 2
     assert (tmp_path / ".ragtune" / "data_docs" / "index.html").exists()
     assert (tmp_path / ".ragtune" / "demo" / "python-docs" / "json.md").exists()
+
+
+def test_refresh_search_and_eval_through_the_command_line(run, kb, tmp_path):
+    assert run("ingest", str(kb)).returncode == 0
+
+    refreshed = run("refresh", "--json")
+    assert refreshed.returncode == 0, refreshed.stderr
+    report = json.loads(refreshed.stdout)
+    assert {"embedded", "deleted", "skipped", "index", "model_version", "seconds"} <= report.keys()
+    assert (report["embedded"], report["model_version"], report["index"]) == (2, "1", "vectors_v1")
+    assert json.loads(run("refresh", "--json").stdout)["embedded"] == 0
+
+    found = json.loads(run("search", "how do I install it", "-k", "2", "--json").stdout)["results"]
+    assert [hit["doc_id"] for hit in found] == ["install.md", "usage.rst"]
+    assert {"doc_id", "chunk_id", "score", "title", "source", "heading", "text"} <= found[0].keys()
+    assert found[0]["source"] == "kb" and found[0]["title"] == "Install"
+
+    (tmp_path / "q.jsonl").write_text('{"query": "installing with pip", "relevant": ["install.md"]}\n')
+    scored = json.loads(run("eval", "--queries", str(tmp_path / "q.jsonl"), "--per-query", "--json").stdout)
+    assert (scored["ndcg@10"], scored["recall@10"], scored["mrr@10"], scored["n_queries"]) == (1.0, 1.0, 1.0, 1)
+    assert scored["per_query"] == [{"query": "installing with pip", "ranked_doc_ids": ["install.md", "usage.rst"]}]
+
+    status = json.loads(run("status", "--json").stdout)
+    assert (status["chunks"], status["vectors"], status["champion_version"]) == (2, 2, "1")
