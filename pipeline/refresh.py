@@ -70,7 +70,9 @@ def refresh(
         todo = store.chunks_to_embed(conn, index)
         report.skipped = store.count_live_hashes(conn) - len(todo)
     texts = [embedding_text(title, heading, text) for _, title, heading, text in todo]
-    precision = _choose_precision(encoder, texts, options.precision)
+    tick = time.perf_counter()
+    precision = _choose_precision(encoder, texts, options.precision)  # the probe is model work too
+    report.model_seconds += time.perf_counter() - tick
     report.precision, report.probe_cosine = precision.name, precision.probe_cosine
     with counter("embedding chunks", options.progress, total=len(todo)) as show:
         for start in range(0, len(todo), options.write_batch):

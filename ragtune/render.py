@@ -104,7 +104,12 @@ def demo_summary(r: dict[str, Any]) -> str:
     """Each simulated night, then the state of the store."""
     parts = []
     for night in r["nights"]:
-        parts.append(f"== night {night['night']}: {night['story']}\n{ingest_summary(night['ingest'])}")
+        parts.append(
+            f"== night {night['night']}: {night['story']}\n{ingest_summary(night['ingest'])}\n"
+            f"{refresh_summary(night['refresh'])}"
+        )
+    for example in r["searches"]:
+        parts.append(f"== search: {example['query']}\n{search_results({'results': example['hits']})}")
     parts.append("== status\n" + status_summary(r["status"]))
     parts.append("\n".join(r["next_steps"]))
     return "\n\n".join(parts)

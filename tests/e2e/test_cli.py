@@ -130,7 +130,13 @@ def test_demo_plays_three_nights_on_the_default_relative_home(prefect_api, datab
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    first, second, quiet = (night["ingest"] for night in json.loads(result.stdout)["nights"])
+    demo = json.loads(result.stdout)
+    first, second, quiet = (night["ingest"] for night in demo["nights"])
+    embedded = [night["refresh"]["embedded"] for night in demo["nights"]]
+    assert embedded[0] > 500 and 0 < embedded[1] < 20 and embedded[2] == 0  # night 2: only the edited sections
+    json_query, process_query = demo["searches"]
+    assert json_query["hits"][0]["doc_id"] == "json.md"
+    assert process_query["hits"][0]["doc_id"] == "subprocess.md"
     assert first["inserted"] == first["rows_read"] > 100 and first["quarantined"] == 0
     assert (second["updated"], second["deleted"], second["quarantined"], second["inserted"]) == (3, 2, 3, 0)
     assert (quiet["inserted"], quiet["updated"], quiet["deleted"]) == (0, 0, 0)
