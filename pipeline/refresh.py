@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline import store
 from pipeline.chunk import ChunkOptions, Tokenizer, chunk_document, embedding_text
 from pipeline.embed import Encoder, Precision
+from pipeline.errors import UserError
 from pipeline.progress import counter
 
 if TYPE_CHECKING:
@@ -58,7 +59,16 @@ class RefreshReport:
 def refresh(
     pool: ConnectionPool, encoder: Encoder, model_version: str, options: RefreshOptions, run_id: str
 ) -> RefreshReport:
-    """Bring the model version's index up to date with the live documents."""
+    """Bring the model version's index up to date with the live documents (one refresh at a time)."""
+    with store.exclusive(pool, "ragtune.refresh") as alone:
+        if not alone:
+            raise UserError("another refresh is running against this database; wait for it to finish, then run again")
+        return _refresh(pool, encoder, model_version, options, run_id)
+
+
+def _refresh(
+    pool: ConnectionPool, encoder: Encoder, model_version: str, options: RefreshOptions, run_id: str
+) -> RefreshReport:
     started = time.perf_counter()
     with store.transaction(pool) as conn:
         index = store.ensure_index(conn, model_version, encoder.dimension)

@@ -423,3 +423,22 @@ def index_of(conn: psycopg.Connection, model_version: str) -> IndexInfo | None:
     """A model version's index, if it has one."""
     row = conn.execute(INDEX_OF, (model_version,)).fetchone()
     return IndexInfo(str(row[0]), row[1], int(row[2])) if row else None
+
+
+TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext(%s))"
+UNLOCK = "SELECT pg_advisory_unlock(hashtext(%s))"
+
+
+@contextmanager
+def exclusive(pool: ConnectionPool, name: str) -> Iterator[bool]:
+    """Hold a database-wide lock for the block; yield False at once if another process holds it."""
+    with pool.connection() as conn:
+        conn.autocommit = True  # a session lock, held by this connection outside any transaction
+        row = conn.execute(TRY_LOCK, (name,)).fetchone()
+        held = bool(row and row[0])
+        try:
+            yield held
+        finally:
+            if held:
+                conn.execute(UNLOCK, (name,))
+            conn.autocommit = False

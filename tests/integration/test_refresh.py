@@ -112,3 +112,14 @@ def test_search_results_carry_their_sources_and_a_tombstoned_document_disappears
 def test_search_before_any_refresh_says_what_to_do(settings):
     with pytest.raises(pipeline.errors.UserError, match="run `ragtune ingest PATH` and then `ragtune refresh`"):
         pipeline.search("anything", settings=settings)
+
+
+def test_a_second_refresh_while_one_runs_is_refused_clearly(env):
+    settings, docs, encoder, version = env
+    ingest_dir(settings, docs)
+    pool = database.connect(settings)
+    with store.exclusive(pool, "ragtune.refresh") as held:  # as a refresh in another process would
+        assert held
+        with pytest.raises(pipeline.errors.UserError, match="another refresh is running"):
+            run_refresh(settings, encoder, version)
+    assert run_refresh(settings, encoder, version).embedded == 6  # free again afterwards
