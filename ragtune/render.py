@@ -70,7 +70,7 @@ def status_summary(s: dict[str, Any]) -> str:
             counts = ", ".join(
                 f"{k} {v:,}"
                 for k, v in run["stats"].items()
-                if k in ("inserted", "updated", "unchanged", "deleted", "quarantined") and v
+                if k in ("inserted", "updated", "unchanged", "deleted", "quarantined", "embedded") and v
             )
             lines.append(
                 f"  {run['started_at'][:19]}  {run['kind']:<8} {run['status']:<9} {counts}"
