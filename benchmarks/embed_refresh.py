@@ -18,13 +18,13 @@ import json
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psycopg
 from psycopg import sql
+from scratch import scratch_settings
 
 from infra import database
 from pipeline import demo, registry, runs
@@ -168,14 +168,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, scratch_settings(Path(tmp)) as (settings, url):
         work = Path(tmp)
-        base = Settings(home=work / "home")
-        maintenance = base.database_url.get_secret_value() if base.database_url else database.database_url(base)
-        name = f"bench_{uuid.uuid4().hex[:8]}"
-        database.create_database(maintenance, name)
-        url = psycopg.conninfo.make_conninfo(maintenance, dbname=name)
-        settings = Settings(home=work / "home", database_url=url)
         model = registry.champion(settings.tracking_uri, settings.mlflow_artifacts, registry.default_base_model())
         encoder = registry.load_encoder(settings.tracking_uri, model.version, settings.model_cache)
 
@@ -203,12 +197,6 @@ def main() -> None:
         search = search_latency(url, full["index"], queries)
         if args.search_scale:
             search |= search_at_scale(url, reference.astype(np.float32), args.search_scale, rng)
-
-        database.close_pools()
-        with psycopg.connect(maintenance, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-        if base.database_url is None:
-            database.stop_embedded(base.pgdata)
 
     chunks = len(texts)
     result = {

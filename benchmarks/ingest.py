@@ -15,12 +15,11 @@ import json
 import resource
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from scratch import scratch_settings
 
 from infra import database
 from pipeline import demo, runs
@@ -95,28 +94,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ingest.json"))
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        base = Settings(home=work / "home")
-        maintenance = database.database_url(base) if base.database_url is None else base.database_url.get_secret_value()
-        name = f"bench_{uuid.uuid4().hex[:8]}"
-        database.create_database(maintenance, name)
-        url = psycopg.conninfo.make_conninfo(maintenance, dbname=name)
-        settings = Settings(home=work / "home", database_url=url)
-
+    with tempfile.TemporaryDirectory() as tmp, scratch_settings(Path(tmp)) as (settings, url):
         pool_text = paragraphs()
-        corpus = work / "docs.jsonl"
+        corpus = Path(tmp) / "docs.jsonl"
         write_corpus(corpus, args.docs, pool_text)
         peer = copy_peer(url, corpus)
         full = timed_ingest(settings, corpus)
         noop = timed_ingest(settings, corpus)
         write_corpus(corpus, args.docs, pool_text, changed=frozenset(range(0, args.docs, 100)))
         one_percent = timed_ingest(settings, corpus)
-        database.close_pools()
-        with psycopg.connect(maintenance, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-        if base.database_url is None:
-            database.stop_embedded(base.pgdata)
 
     result = {
         "docs": args.docs,

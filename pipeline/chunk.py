@@ -22,8 +22,9 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pipeline.text import is_rst_underline, rst_underlined
+
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
-_RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+.:_])\1{2,}\s*$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
 
 
@@ -155,15 +156,9 @@ def _heading_at(lines: Sequence[str], i: int, text_format: str | None) -> tuple[
     line = lines[i]
     if text_format == "rst":
         below = lines[i + 1] if i + 1 < len(lines) else ""
-        title = line.strip()
-        if (
-            title
-            and not _RST_UNDERLINE.match(line)
-            and _RST_UNDERLINE.match(below)
-            and len(below.strip()) >= len(title)
-        ):
+        if title := rst_underlined(line, below):
             return title, 2
-        if _RST_UNDERLINE.match(line) and i + 2 < len(lines) and _RST_UNDERLINE.match(lines[i + 2]):
+        if is_rst_underline(line) and i + 2 < len(lines) and is_rst_underline(lines[i + 2]):
             return lines[i + 1].strip(), 3  # an overlined title
         return None
     if text_format == "txt":

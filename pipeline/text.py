@@ -41,17 +41,23 @@ def markdown_title(text: str) -> str | None:
 
 def rst_title(text: str) -> str | None:
     """The first underlined section title of a reStructuredText document (overlines allowed)."""
-    lines = text.splitlines()
-    for line, below in itertools.pairwise(lines):
-        title = line.strip()
-        if (
-            title
-            and not _RST_UNDERLINE.match(line)
-            and _RST_UNDERLINE.match(below)
-            and len(below.strip()) >= len(title)
-        ):
+    for line, below in itertools.pairwise(text.splitlines()):
+        if title := rst_underlined(line, below):
             return title
     return None
+
+
+def rst_underlined(line: str, below: str) -> str | None:
+    """The title, if ``line`` is a reStructuredText section title underlined by ``below``."""
+    title = line.strip()
+    if title and not _RST_UNDERLINE.match(line) and _RST_UNDERLINE.match(below) and len(below.strip()) >= len(title):
+        return title
+    return None
+
+
+def is_rst_underline(line: str) -> bool:
+    """Whether a line is a reStructuredText title adornment (=====, -----, ~~~~~ ...)."""
+    return bool(_RST_UNDERLINE.match(line))
 
 
 def _tidy(text: str) -> str:
