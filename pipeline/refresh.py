@@ -85,15 +85,21 @@ def _refresh(
     report.model_seconds += time.perf_counter() - tick
     report.precision, report.probe_cosine = precision.name, precision.probe_cosine
     with counter("embedding chunks", options.progress, total=len(todo)) as show:
+        encoded = 0
+
+        def advance(n: int) -> None:  # after each encoder batch, not each write: the bar keeps moving
+            nonlocal encoded
+            encoded += n
+            show(encoded, precision.name)
+
         for start in range(0, len(todo), options.write_batch):
             tick = time.perf_counter()
-            vectors = encoder.encode(texts[start : start + options.write_batch])
+            vectors = encoder.encode(texts[start : start + options.write_batch], on_batch=advance)
             report.model_seconds += time.perf_counter() - tick
             hashes = [row[0] for row in todo[start : start + options.write_batch]]
             with store.transaction(pool) as conn:
                 store.write_vectors(conn, index, list(zip(hashes, vectors, strict=True)))
             report.embedded += len(hashes)
-            show(report.embedded, precision.name)
     with store.transaction(pool) as conn:
         report.hnsw_built = store.ensure_hnsw(conn, index)
         report.deleted = store.delete_orphan_vectors(conn, index)
