@@ -11,21 +11,24 @@ from prefect.cache_policies import NO_CACHE
 from psycopg_pool import ConnectionPool
 
 from infra import database
-from pipeline import evaluate, registry, report, store, tracking
+from pipeline import evaluate, registry, report, retrieve, store, tracking
 from pipeline.embed import Encoder
-from pipeline.errors import UserError
 from pipeline.settings import Settings
 
 
 @task(cache_policy=NO_CACHE)
-def index_for(settings: Settings, alias_or_version: str) -> tuple[ConnectionPool, store.IndexInfo]:
-    pool = database.connect(settings)
-    version = registry.resolve(settings.tracking_uri, alias_or_version)
-    with pool.connection() as conn:
-        index = store.index_of(conn, version)
-    if index is None:
-        raise UserError(f"model version {version} has no index yet: run `ragtune refresh` while it is champion")
-    return pool, index
+def connect(settings: Settings) -> ConnectionPool:
+    return database.connect(settings)
+
+
+@task(cache_policy=NO_CACHE)
+def resolve_version(settings: Settings, alias_or_version: str) -> str:
+    return registry.resolve(settings.tracking_uri, alias_or_version)
+
+
+@task(cache_policy=NO_CACHE)
+def index_of_version(pool: ConnectionPool, version: str) -> store.IndexInfo:
+    return retrieve.index_of_version(pool, version)
 
 
 @task(cache_policy=NO_CACHE)
@@ -58,7 +61,8 @@ def eval_flow(
     """Score a model version's index on a query file."""
     settings = settings or Settings()
     evaluate.load_queries(Path(queries))  # a bad query file stops the flow before any model loads
-    pool, index = index_for(settings, model)
+    pool = connect(settings)
+    index = index_of_version(pool, resolve_version(settings, model))
     encoder = load_encoder(settings, index.model_version)
     result = score(pool, encoder, index, Path(queries), per_query)
     result["mlflow_run_id"] = log_to_mlflow(settings, result, Path(queries))

@@ -34,7 +34,15 @@ def database_url(settings: Settings) -> str:
 
 
 def connect(settings: Settings) -> ConnectionPool:
-    """This process's connection pool to an up-to-date schema, pgvector registered on every connection."""
+    """This process's connection pool to an up-to-date schema, pgvector registered on every connection.
+
+    The first call per database starts the embedded server if needed and migrates; later calls
+    return the same pool at once (search calls this on every query).
+    """
+    key = settings.database_url.get_secret_value() if settings.database_url else f"embedded:{settings.pgdata.resolve()}"
+    with _pools_lock:
+        if key in _pools:
+            return _pools[key]
     url = database_url(settings)
     try:
         with psycopg.connect(url, autocommit=True) as conn:
@@ -49,21 +57,21 @@ def connect(settings: Settings) -> ConnectionPool:
             f"cannot connect to the database at {redact(url)}: {str(exc).strip().splitlines()[-1]}; "
             "check that it is running and that RAGTUNE_DATABASE_URL is right"
         ) from exc
-    return _pool(url)
+    return _pool(key, url)
 
 
 _pools: dict[str, ConnectionPool] = {}
 _pools_lock = threading.Lock()
 
 
-def _pool(url: str) -> ConnectionPool:
+def _pool(key: str, url: str) -> ConnectionPool:
     from pgvector.psycopg import register_vector
     from psycopg_pool import ConnectionPool
 
     with _pools_lock:
-        if url not in _pools:
-            _pools[url] = ConnectionPool(url, min_size=1, max_size=4, configure=register_vector, open=True)
-        return _pools[url]
+        if key not in _pools:
+            _pools[key] = ConnectionPool(url, min_size=1, max_size=4, configure=register_vector, open=True)
+        return _pools[key]
 
 
 @atexit.register

@@ -39,6 +39,15 @@ def active(pool: ConnectionPool) -> store.IndexInfo:
     return index
 
 
+def index_of_version(pool: ConnectionPool, model_version: str) -> store.IndexInfo:
+    """A model version's index; a clear error if that version has none yet."""
+    with pool.connection() as conn:
+        index = store.index_of(conn, model_version)
+    if index is None:
+        raise UserError(f"model version {model_version} has no index yet: run `ragtune refresh` while it is champion")
+    return index
+
+
 def search(pool: ConnectionPool, encoder: Encoder, index: store.IndexInfo, text: str, k: int = 10) -> list[Hit]:
     """The k chunks of the index nearest to the text, best first."""
     if not text.strip():

@@ -72,10 +72,6 @@ FROM documents
 """
 COUNT_CHUNKS = "SELECT count(*) FROM chunks"
 COUNT_QUARANTINE = "SELECT count(*) FROM current_quarantine"
-ACTIVE_INDEX = """
-SELECT a.model_version, m.table_name
-FROM active_index a JOIN model_indexes m USING (model_version)
-"""
 CHAMPION = "SELECT version FROM alias_history WHERE alias = 'champion' ORDER BY change_id DESC LIMIT 1"
 LAST_RUNS = """
 SELECT run_id, kind, status, started_at, finished_at, stats, error
@@ -200,11 +196,11 @@ def status(pool: ConnectionPool, last_runs: int = 5) -> dict[str, Any]:
     """Counts, the champion and active index, and the latest runs."""
     with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         counts = cur.execute(COUNT_DOCUMENTS).fetchone() or {}
-        active = cur.execute(ACTIVE_INDEX).fetchone()
+        active = active_index(conn)
         champion = cur.execute(CHAMPION).fetchone()
         vectors = 0
         if active is not None:
-            query = sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(active["table_name"]))
+            query = sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(active.table))
             vectors = (cur.execute(query).fetchone() or {"n": 0})["n"]
         runs = cur.execute(LAST_RUNS, (last_runs,)).fetchall()
         return {
@@ -214,7 +210,7 @@ def status(pool: ConnectionPool, last_runs: int = 5) -> dict[str, Any]:
             "vectors": vectors,
             "quarantined": _scalar(cur, COUNT_QUARANTINE),
             "champion_version": champion["version"] if champion else None,
-            "active_index": active["table_name"] if active else None,
+            "active_index": active.table if active else None,
             "last_runs": [_jsonable(run) for run in runs],
         }
 
