@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from psycopg_pool import ConnectionPool
 
 from infra import database
-from pipeline import refresh, registry, report, runs, store, tracking
+from pipeline import promote, refresh, registry, report, runs, tracking
 from pipeline.embed import Encoder
 from pipeline.settings import Settings
 
@@ -34,9 +34,18 @@ def load_encoder(settings: Settings, version: str) -> Encoder:
 
 @task(cache_policy=NO_CACHE)
 def refresh_index(
-    pool: ConnectionPool, encoder: Encoder, version: str, options: refresh.RefreshOptions, run_id: str
+    pool: ConnectionPool,
+    settings: Settings,
+    encoder: Encoder,
+    version: str,
+    options: refresh.RefreshOptions,
+    run_id: str,
+    rebuild: bool,
 ) -> refresh.RefreshReport:
-    return refresh.refresh(pool, encoder, version, options, run_id)
+    def still_champion() -> bool:
+        return registry.resolve(settings.tracking_uri, registry.CHAMPION) == version
+
+    return refresh.refresh(pool, encoder, version, options, run_id, rebuild, still_champion)
 
 
 @task(cache_policy=NO_CACHE)
@@ -51,17 +60,22 @@ def log_to_mlflow(settings: Settings, result: dict[str, Any]) -> str:
 
 
 @flow(name="refresh")
-def refresh_flow(settings: Settings | None = None, progress: bool = False) -> dict[str, Any]:
-    """Bring the champion's index up to date; log counts and timings to MLflow and Prefect."""
+def refresh_flow(settings: Settings | None = None, progress: bool = False, rebuild: bool = False) -> dict[str, Any]:
+    """Bring the champion's index up to date (or rebuild it); log counts and timings to MLflow and Prefect."""
     settings = settings or Settings()
     pool = connect(settings)
     model = champion_model(settings)
     encoder = load_encoder(settings, model.version)
-    options = refresh.RefreshOptions(chunk=settings.chunk, precision=settings.precision, progress=progress)
-    with runs.recorded(pool, "refresh", {"model_version": model.version}) as run:
+    options = refresh.RefreshOptions(
+        chunk=settings.chunk,
+        precision=settings.precision,
+        progress=progress,
+        index_retention=settings.index_retention,
+    )
+    with runs.recorded(pool, "refresh", {"model_version": model.version, "rebuild": rebuild}) as run:
         if model.registered_now:
-            store.record_alias(pool, registry.CHAMPION, model.version, None, "first use: the base model", run.run_id)
-        result = refresh_index(pool, encoder, model.version, options, run.run_id)
+            promote.record_first_champion(pool, model.version, run.run_id)
+        result = refresh_index(pool, settings, encoder, model.version, options, run.run_id, rebuild)
         run.stats = result.as_dict()
     run.stats["mlflow_run_id"] = log_to_mlflow(settings, run.stats)
     create_markdown_artifact(report.refresh_markdown(run.stats), key="refresh-report", description="refresh counts")

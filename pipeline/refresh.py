@@ -8,6 +8,7 @@ and the next refresh carries on from there.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
 PROBE_SIZE = 32
+LOCK = "ragtune.refresh"  # held by refresh and reindex: one writer of vector tables at a time
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class RefreshOptions:
     write_batch: int = 1024  # vectors per COPY and commit
     precision: str = "auto"  # auto: bf16 where the CPU has it and a probe agrees with fp32
     progress: bool = False
+    index_retention: int = 1  # retired indexes kept for rollback
 
 
 @dataclass
@@ -48,6 +51,8 @@ class RefreshReport:
     precision: str = "fp32"
     probe_cosine: float | None = None
     hnsw_built: bool = False
+    switched_from: str | None = None  # the version whose index searches read before, if this switched them
+    dropped_indexes: list[str] = field(default_factory=list)  # retired indexes beyond retention
     seconds: float = 0.0
     model_seconds: float = 0.0  # of which in the encoder
 
@@ -57,33 +62,88 @@ class RefreshReport:
 
 
 def refresh(
-    pool: ConnectionPool, encoder: Encoder, model_version: str, options: RefreshOptions, run_id: str
+    pool: ConnectionPool,
+    encoder: Encoder,
+    model_version: str,
+    options: RefreshOptions,
+    run_id: str,
+    rebuild: bool = False,
+    still_champion: Callable[[], bool] | None = None,
 ) -> RefreshReport:
-    """Bring the model version's index up to date with the live documents (one refresh at a time)."""
-    with store.exclusive(pool, "ragtune.refresh") as alone:
+    """Bring the model version's index up to date with the live documents, and make searches read it.
+
+        With ``rebuild`` the index is built again from nothing beside the live one, which serves until the
+        new table takes its place in one transaction. One refresh (or reindex) runs at a time, and
+    ``still_champion`` is asked once the lock is held, in case a promotion moved the champion meanwhile.
+    """
+    with store.exclusive(pool, LOCK) as alone:
         if not alone:
             raise UserError("another refresh is running against this database; wait for it to finish, then run again")
-        return _refresh(pool, encoder, model_version, options, run_id)
+        if still_champion is not None and not still_champion():
+            raise UserError("champion moved while this refresh started; run `ragtune refresh` again")
+        report = fill_index(pool, encoder, model_version, options, run_id, rebuild)
+        with store.transaction(pool) as conn:
+            # Searches follow the champion: this switches on first use, and finishes a move that a
+            # crash cut short between the registry alias and the index switch.
+            report.switched_from = store.switch_index(conn, model_version)
+            if report.switched_from is not None:
+                last = store.last_champion_move(conn)
+                if last is not None and str(last["version"]) != model_version:
+                    reason = "refresh finished a champion move that was cut short"
+                    store.record_alias(conn, "champion", model_version, report.switched_from, reason, run_id)
+                report.dropped_indexes = store.drop_retired_indexes(conn, options.index_retention)
+        return report
 
 
-def _refresh(
-    pool: ConnectionPool, encoder: Encoder, model_version: str, options: RefreshOptions, run_id: str
+def fill_index(
+    pool: ConnectionPool,
+    encoder: Encoder,
+    model_version: str,
+    options: RefreshOptions,
+    run_id: str,
+    rebuild: bool = False,
 ) -> RefreshReport:
+    """Chunk what changed and embed every chunk text the version's index lacks; searches are not switched.
+
+    Callers hold the refresh lock. Vectors are committed batch by batch, so a crash loses one batch
+    and the next call carries on from there.
+    """
     started = time.perf_counter()
     with store.transaction(pool) as conn:
-        index = store.ensure_index(conn, model_version, encoder.dimension)
-        if store.active_index(conn) is None:
-            store.activate_index(conn, model_version)
-    report = RefreshReport(run_id=run_id, model_version=model_version, index=index.table)
+        live = store.ensure_index(conn, model_version, encoder.dimension)
+        index = store.shadow_of(live) if rebuild else live
+        if rebuild:
+            store.create_index_table(conn, index, fresh=True)
+    report = RefreshReport(run_id=run_id, model_version=model_version, index=live.table)
     report.chunked_documents, report.dropped_chunks = sync_chunks(pool, encoder.tokenizer, options)
     with pool.connection() as conn:
         todo = store.chunks_to_embed(conn, index)
         report.skipped = store.count_live_hashes(conn) - len(todo)
+    report.embedded = _embed_missing(pool, encoder, index, todo, options, report)
+    with store.transaction(pool) as conn:
+        report.hnsw_built = store.ensure_hnsw(conn, index)
+        report.deleted = store.delete_orphan_vectors(conn, index)
+        if rebuild:
+            store.replace_index_table(conn, index, live)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _embed_missing(
+    pool: ConnectionPool,
+    encoder: Encoder,
+    index: store.IndexInfo,
+    todo: list[tuple[str, str | None, str | None, str]],
+    options: RefreshOptions,
+    report: RefreshReport,
+) -> int:
+    """Embed the chunk texts in ``todo`` and append them to the index, one committed COPY per batch."""
     texts = [embedding_text(title, heading, text) for _, title, heading, text in todo]
     tick = time.perf_counter()
     precision = _choose_precision(encoder, texts, options.precision)  # the probe is model work too
     report.model_seconds += time.perf_counter() - tick
     report.precision, report.probe_cosine = precision.name, precision.probe_cosine
+    embedded = 0
     with counter("embedding chunks", options.progress, total=len(todo)) as show:
         encoded = 0
 
@@ -99,12 +159,8 @@ def _refresh(
             hashes = [row[0] for row in todo[start : start + options.write_batch]]
             with store.transaction(pool) as conn:
                 store.write_vectors(conn, index, list(zip(hashes, vectors, strict=True)))
-            report.embedded += len(hashes)
-    with store.transaction(pool) as conn:
-        report.hnsw_built = store.ensure_hnsw(conn, index)
-        report.deleted = store.delete_orphan_vectors(conn, index)
-    report.seconds = time.perf_counter() - started
-    return report
+            embedded += len(hashes)
+    return embedded
 
 
 def sync_chunks(pool: ConnectionPool, tokenizer: Tokenizer, options: RefreshOptions) -> tuple[int, int]:

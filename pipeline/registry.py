@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from pipeline.errors import UserError
 
 MODEL_NAME = "ragtune-encoder"
 CHAMPION = "champion"
+CHALLENGER = "challenger"
 EXPERIMENT = "ragtune-registry"
 
 
@@ -84,16 +88,30 @@ def resolve(tracking_uri: str, alias_or_version: str) -> str:
         ) from None
 
 
-def register_encoder(tracking_uri: str, artifact_root: Path, model_dir: Path, description: str) -> str:
-    """Log a model directory as the encoder pyfunc and register it; return the new version."""
+def register_encoder(
+    tracking_uri: str,
+    artifact_root: Path,
+    model_dir: Path,
+    description: str,
+    run_id: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Log a model directory as the encoder pyfunc and register it; return the new version.
+
+    With ``run_id`` the model is logged in that (training) run, so the version links to it.
+    """
     import torch
     import transformers
 
     import pipeline
 
     with _tracking(tracking_uri):
-        experiment = tracking.experiment_id(MlflowClient(tracking_uri=tracking_uri), EXPERIMENT, artifact_root)
-        with mlflow.start_run(experiment_id=experiment, run_name="register-encoder"):
+        if run_id is None:
+            experiment = tracking.experiment_id(MlflowClient(tracking_uri=tracking_uri), EXPERIMENT, artifact_root)
+            run = mlflow.start_run(experiment_id=experiment, run_name="register-encoder")
+        else:
+            run = mlflow.start_run(run_id=run_id)
+        with run:
             info = mlflow.pyfunc.log_model(
                 name="encoder",
                 python_model=EncoderModel(),
@@ -110,21 +128,62 @@ def register_encoder(tracking_uri: str, artifact_root: Path, model_dir: Path, de
     version = str(info.registered_model_version)
     client = MlflowClient(tracking_uri=tracking_uri)
     client.update_model_version(MODEL_NAME, version, description=description)
-    client.set_model_version_tag(MODEL_NAME, version, "source_dir", str(model_dir))
+    for key, value in {"source_dir": str(model_dir), **(tags or {})}.items():
+        client.set_model_version_tag(MODEL_NAME, version, key, value)
     return version
+
+
+def set_challenger(tracking_uri: str, version: str) -> None:
+    """Give a freshly trained version the ``challenger`` alias."""
+    MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(MODEL_NAME, CHALLENGER, version)
+
+
+def tag_version(tracking_uri: str, version: str, tags: dict[str, str], description: str | None = None) -> None:
+    """Set tags (and the description) of a version: the gate's numbers, for a reviewer in the registry UI."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    for key, value in tags.items():
+        client.set_model_version_tag(MODEL_NAME, version, key, value)
+    if description is not None:
+        client.update_model_version(MODEL_NAME, version, description=description)
+
+
+def set_champion(tracking_uri: str, version: str, reason: str, run_id: str | None) -> str | None:
+    """Move ``champion`` to a version and record the move as tags; return the version it left."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    aliases = client.get_registered_model(MODEL_NAME).aliases
+    previous = str(aliases[CHAMPION]) if CHAMPION in aliases else None
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
+    when = datetime.now(UTC).isoformat(timespec="seconds")
+    move = {"version": version, "previous": previous, "reason": reason, "at": when, "run_id": run_id}
+    client.set_registered_model_tag(MODEL_NAME, "last_champion_move", json.dumps(move))
+    client.set_model_version_tag(MODEL_NAME, version, "champion_since", when)
+    client.set_model_version_tag(MODEL_NAME, version, "promoted", reason)
+    if str(aliases.get(CHALLENGER)) == version:
+        client.delete_registered_model_alias(MODEL_NAME, CHALLENGER)  # it is no longer a challenger
+    return previous
+
+
+def model_dir(tracking_uri: str, version: str, cache_dir: Path) -> Path:
+    """The local directory of a version's weights (what the encoder and a fine-tune start from)."""
+    return _download(tracking_uri, version, cache_dir).parent / "artifacts" / "model"
 
 
 def load_encoder(tracking_uri: str, version: str, cache_dir: Path) -> Encoder:
     """The encoder of a registered version, through the registry (weights cached locally)."""
+    model = mlflow.pyfunc.load_model(str(_download(tracking_uri, version, cache_dir).parent))
+    encoder: Encoder = model.unwrap_python_model().encoder
+    return encoder
+
+
+def _download(tracking_uri: str, version: str, cache_dir: Path) -> Path:
+    """The MLmodel file of a version, fetched through the registry once and cached."""
     target = cache_dir / f"{MODEL_NAME}-v{version}"
     mlmodel = next(target.rglob("MLmodel"), None)
     if mlmodel is None:
         # The registry knows where the version's files are; asking it directly needs no global URI.
         location = MlflowClient(tracking_uri=tracking_uri).get_model_version_download_uri(MODEL_NAME, version)
         mlmodel = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(target))) / "MLmodel"
-    model = mlflow.pyfunc.load_model(str(mlmodel.parent))
-    encoder: Encoder = model.unwrap_python_model().encoder
-    return encoder
+    return mlmodel
 
 
 @functools.lru_cache(maxsize=2)
@@ -135,10 +194,15 @@ def cached_encoder(tracking_uri: str, version: str, cache_dir: str) -> Encoder:
 
 @contextlib.contextmanager
 def _tracking(uri: str) -> Iterator[None]:
-    """MLflow's fluent API (start_run, log_model) reads a global URI: set it only for the block."""
-    previous = mlflow.get_tracking_uri()
+    """MLflow's fluent API (start_run, log_model) reads a global URI: set it only for the block.
+
+    ``mlflow.set_tracking_uri`` also exports MLFLOW_TRACKING_URI (for subprocesses), so what was
+    there before must be put back exactly: restoring "the previous URI" would export MLflow's default
+    (./mlflow.db), and every Settings built later in this process would then read that store.
+    """
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(previous)
+        mlflow.set_tracking_uri(saved)  # None clears both the global and the variable

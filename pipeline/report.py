@@ -88,3 +88,71 @@ def eval_mlflow_fields(result: dict[str, Any], queries: Any) -> dict[str, Any]:
         "metrics": {key.replace("@", "_at_"): result[key] for key in ("ndcg@10", "recall@10", "mrr@10")},
         "tags": {"ragtune.index": result["index"]},
     }
+
+
+def finetune_markdown(result: dict[str, Any]) -> str:
+    """The gate's decision with both models' numbers on each query set, as a markdown report."""
+    if not result["trained"]:
+        return f"# Fine-tune skipped\n\n{result['reason']}\n"
+    verdict = "promoted to champion" if result["promoted"] else "stays challenger"
+    lines = [
+        f"# Fine-tune: version {result['model_version']} {verdict}",
+        "",
+        f"**Decision:** {result['reason']}",
+        "",
+        f"Challenger version {result['model_version']} (LoRA on version {result['parent_version']}) "
+        f"against champion version {result['parent_version']}, on the same queries and passages.",
+        "",
+        "| set | queries | metric | challenger | champion | change |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    for name, ours in result["metrics"].items():
+        theirs = result["champion_metrics"][name]
+        for metric in ("ndcg@10", "recall@10", "mrr@10"):
+            mine, champ, n = ours[metric], theirs[metric], ours["n_queries"]
+            lines.append(f"| {name} | {n} | {metric} | {mine:.4f} | {champ:.4f} | {mine - champ:+.4f} |")
+    lines += ["", "| check | rule | passed |", "|---|---|---|"]
+    lines += [f"| {c['name']} | {c['rule']} | {'yes' if c['passed'] else 'no'} |" for c in result["checks"]]
+    training, data = result["training"], result["data"]
+    lines += [
+        "",
+        f"Training: {data['train_pairs']:,} pairs from {data['documents']:,} documents "
+        f"({data['heldout_documents']:,} held out), {training['steps']} steps in {training['seconds']:.0f} s "
+        f"({training['precision']}), final loss {training['final_loss']:.4f}, "
+        f"{training['trainable_share']:.2%} of the weights trained.",
+    ]
+    if result.get("reindex"):
+        lines += ["", reindex_line(result["reindex"])]
+    lines += ["", f"MLflow run: `{result['mlflow_run_id']}`"]
+    return "\n".join(lines)
+
+
+def reindex_line(reindex: dict[str, Any]) -> str:
+    """One line on a promotion's index build and switch."""
+    return (
+        f"Index `{reindex['index']}` built beside the live one ({reindex['embedded']:,} chunk texts embedded, "
+        f"{reindex['seconds']:.0f} s); searches switched from version {reindex['switched_from']} "
+        f"to {reindex['model_version']}."
+    )
+
+
+def move_markdown(move: dict[str, Any]) -> str:
+    """A move of ``champion`` (a promotion or a rollback) as markdown."""
+    lines = [f"# Champion: version {move['previous']} → {move['version']}", "", f"Why: {move['reason']}", ""]
+    if move["switched"]:
+        lines.append(f"Searches now read `{move['index']}`.")
+    if move["dropped_indexes"]:
+        lines.append(f"Dropped retired indexes of versions {', '.join(move['dropped_indexes'])} (retention).")
+    if move["note"]:
+        lines.append(move["note"])
+    return "\n".join(lines)
+
+
+def finetune_mlflow_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """Both models' metrics on each set, as MLflow metric names (``challenger_heldout_ndcg_at_10``)."""
+    metrics = {}
+    for who, key in (("challenger", "metrics"), ("champion", "champion_metrics")):
+        for name, values in result[key].items():
+            for metric in ("ndcg@10", "recall@10", "mrr@10"):
+                metrics[f"{who}_{name}_{metric.replace('@', '_at_')}"] = values[metric]
+    return metrics

@@ -14,6 +14,9 @@ from pydantic_settings import (
 )
 
 from pipeline.chunk import ChunkOptions
+from pipeline.gate import GateOptions
+from pipeline.pairs import PairOptions
+from pipeline.train import FinetuneOptions
 
 
 class ValidationOptions(BaseModel):
@@ -64,6 +67,16 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("mlflow_tracking_uri", "RAGTUNE_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
     )
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # Fine-tuning: LoRA and optimiser hyperparameters, how training pairs are mined and split,
+    # and when a challenger may become champion.
+    finetune: FinetuneOptions = FinetuneOptions()
+    pairs: PairOptions = PairOptions()
+    gate: GateOptions = GateOptions()
+    # The user's own query file ({"query", "relevant": [doc_id, ...]} per line): the gate never
+    # promotes a model that loses on it.
+    eval_queries: Path | None = None
+    # Retired indexes kept beside the active one, so a rollback needs no embedding.
+    index_retention: int = Field(1, ge=0)
 
     @classmethod
     def settings_customise_sources(

@@ -308,11 +308,10 @@ class StaleDocument:
 
 def ensure_index(conn: psycopg.Connection, model_version: str, dimension: int) -> IndexInfo:
     """The model version's vector table, created (empty) if it does not exist yet."""
-    table = f"vectors_v{model_version}"
-    query = sql.SQL(CREATE_INDEX_TABLE).format(table=sql.Identifier(table), dim=sql.Literal(dimension))
-    conn.execute(query)
-    conn.execute(REGISTER_INDEX, (model_version, table, dimension))
-    return IndexInfo(model_version, table, dimension)
+    index = IndexInfo(model_version, f"vectors_v{model_version}", dimension)
+    create_index_table(conn, index)
+    conn.execute(REGISTER_INDEX, (model_version, index.table, dimension))
+    return index
 
 
 def activate_index(conn: psycopg.Connection, model_version: str) -> None:
@@ -408,17 +407,145 @@ INSERT INTO alias_history (alias, version, previous_version, reason, run_id) VAL
 
 
 def record_alias(
-    pool: ConnectionPool, alias: str, version: str, previous: str | None, reason: str, run_id: str | None
+    conn: psycopg.Connection, alias: str, version: str, previous: str | None, reason: str, run_id: str | None
 ) -> None:
     """Remember a move of a registry alias: which version, from which, why, in which run."""
-    with transaction(pool) as conn:
-        conn.execute(RECORD_ALIAS, (alias, version, previous, reason, run_id))
+    conn.execute(RECORD_ALIAS, (alias, version, previous, reason, run_id))
 
 
 def index_of(conn: psycopg.Connection, model_version: str) -> IndexInfo | None:
     """A model version's index, if it has one."""
     row = conn.execute(INDEX_OF, (model_version,)).fetchone()
     return IndexInfo(str(row[0]), row[1], int(row[2])) if row else None
+
+
+# Switching the active index: one transaction, so a search sees the old index or the new one.
+LOCK_ACTIVE = "SELECT model_version FROM active_index WHERE singleton FOR UPDATE"
+RETIRE_INDEX = "UPDATE model_indexes SET status = 'retired', retired_at = now() WHERE model_version = %s"
+UNRETIRE_INDEX = "UPDATE model_indexes SET status = 'ready', retired_at = NULL WHERE model_version = %s"
+RETIRED_BEYOND = """
+SELECT model_version, table_name, dimension FROM model_indexes
+WHERE status = 'retired' ORDER BY retired_at DESC OFFSET %s
+"""
+FORGET_INDEX = "DELETE FROM model_indexes WHERE model_version = %s"
+INDEX_STATUS = "SELECT status FROM model_indexes WHERE model_version = %s"
+LIST_INDEXES = """
+SELECT m.model_version, m.table_name, m.status, m.created_at, m.retired_at,
+       (a.model_version IS NOT NULL) AS active
+FROM model_indexes m LEFT JOIN active_index a USING (model_version)
+ORDER BY m.created_at
+"""
+LAST_CHAMPION_MOVE = """
+SELECT version, previous_version, reason, changed_at FROM alias_history
+WHERE alias = 'champion' ORDER BY change_id DESC LIMIT 1
+"""
+ALIAS_HISTORY = """
+SELECT change_id, alias, version, previous_version, reason, run_id, changed_at FROM alias_history
+ORDER BY change_id DESC LIMIT %s
+"""
+LATEST_DRIFT = """
+SELECT drifted, score, threshold, model_version, created_at FROM drift_reports ORDER BY report_id DESC LIMIT 1
+"""
+CORPUS_CHUNKS = """
+SELECT c.source, c.doc_id, d.title, c.heading, c.text, d.updated_at
+FROM chunks c JOIN documents d USING (source, doc_id)
+WHERE d.deleted_at IS NULL
+ORDER BY c.source, c.doc_id, c.ordinal
+"""
+CORPUS_SNAPSHOT = """
+SELECT count(*) AS documents, max(updated_at) AS last_change,
+       md5(coalesce(string_agg(content_hash, ',' ORDER BY source, doc_id), '')) AS fingerprint
+FROM documents WHERE deleted_at IS NULL
+"""
+
+
+def switch_index(conn: psycopg.Connection, model_version: str) -> str | None:
+    """Point searches at a model version's index and retire the one it replaces; return that one's version."""
+    row = conn.execute(LOCK_ACTIVE).fetchone()
+    previous = str(row[0]) if row else None
+    if previous == model_version:
+        return None
+    conn.execute(ACTIVATE_INDEX, (model_version,))
+    conn.execute(UNRETIRE_INDEX, (model_version,))
+    if previous is not None:
+        conn.execute(RETIRE_INDEX, (previous,))
+    return previous
+
+
+def shadow_of(index: IndexInfo) -> IndexInfo:
+    """A fresh table for rebuilding an index from nothing while the old one keeps serving."""
+    return IndexInfo(index.model_version, f"{index.table}_rebuild", index.dimension)
+
+
+def create_index_table(conn: psycopg.Connection, index: IndexInfo, fresh: bool = False) -> None:
+    """Create an index's vector table (emptied first when ``fresh``)."""
+    if fresh:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(index.table)))
+    conn.execute(
+        sql.SQL(CREATE_INDEX_TABLE).format(table=sql.Identifier(index.table), dim=sql.Literal(index.dimension))
+    )
+
+
+def replace_index_table(conn: psycopg.Connection, rebuilt: IndexInfo, live: IndexInfo) -> None:
+    """Put a rebuilt table in place of the live one under the live one's name (readers wait, then see it)."""
+    drop = sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(live.table))
+    conn.execute(drop)
+    rename = sql.SQL("ALTER TABLE {} RENAME TO {}")
+    conn.execute(rename.format(sql.Identifier(rebuilt.table), sql.Identifier(live.table)))
+    rename_index = sql.SQL("ALTER INDEX IF EXISTS {} RENAME TO {}")
+    conn.execute(rename_index.format(sql.Identifier(f"{rebuilt.table}_hnsw"), sql.Identifier(f"{live.table}_hnsw")))
+
+
+def drop_retired_indexes(conn: psycopg.Connection, keep: int) -> list[str]:
+    """Drop the vector tables of retired indexes beyond the newest ``keep``; return their versions."""
+    dropped = []
+    for version, table, _ in conn.execute(RETIRED_BEYOND, (keep,)).fetchall():
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
+        conn.execute(FORGET_INDEX, (version,))
+        dropped.append(str(version))
+    return dropped
+
+
+def index_status(conn: psycopg.Connection, model_version: str) -> str | None:
+    """'building', 'ready' or 'retired'; None if the version has no index."""
+    row = conn.execute(INDEX_STATUS, (model_version,)).fetchone()
+    return str(row[0]) if row else None
+
+
+def list_indexes(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Every kept index: version, table, status, and whether searches read it."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return [_jsonable(row) for row in cur.execute(LIST_INDEXES).fetchall()]
+
+
+def last_champion_move(conn: psycopg.Connection) -> dict[str, Any] | None:
+    """The latest recorded move of ``champion``: version, previous_version, reason, changed_at."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(LAST_CHAMPION_MOVE).fetchone()
+
+
+def alias_history(conn: psycopg.Connection, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest alias moves, newest first."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return [_jsonable(row) for row in cur.execute(ALIAS_HISTORY, (limit,)).fetchall()]
+
+
+def latest_drift(conn: psycopg.Connection) -> dict[str, Any] | None:
+    """The latest drift report: drifted, score, threshold, model_version, created_at."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(LATEST_DRIFT).fetchone()
+
+
+def corpus_chunks(conn: psycopg.Connection) -> list[tuple[str, str, str | None, str | None, str, datetime]]:
+    """(source, doc_id, title, heading, text, document updated_at) of every live chunk, in reading order."""
+    return conn.execute(CORPUS_CHUNKS).fetchall()
+
+
+def corpus_snapshot(conn: psycopg.Connection) -> dict[str, Any]:
+    """What the live corpus is right now: document count, last change and a fingerprint of the contents."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(CORPUS_SNAPSHOT).fetchone() or {}
+    return _jsonable(row)
 
 
 TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext(%s))"

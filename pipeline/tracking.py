@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +40,52 @@ def log_run(
     )
     client.set_terminated(run.info.run_id)
     return str(run.info.run_id)
+
+
+def start_run(
+    tracking_uri: str, artifact_root: Path, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, str]
+) -> str:
+    """Open a run that later steps log into (per-step metrics, artifacts); return its id."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    run = client.create_run(experiment_id(client, experiment, artifact_root), run_name=run_name, tags=tags)
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    return str(run.info.run_id)
+
+
+def log_metric(tracking_uri: str, run_id: str, key: str, value: float, step: int) -> None:
+    """One metric value at a step (a training loss, say)."""
+    MlflowClient(tracking_uri=tracking_uri).log_metric(run_id, key, value, step=step)
+
+
+def finish_run(
+    tracking_uri: str,
+    run_id: str,
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    artifacts: dict[str, Path],
+    status: str = "FINISHED",
+) -> None:
+    """Log a run's closing metrics, tags and artifacts (name -> file or directory), then end it."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()],
+        tags=[RunTag(k, v) for k, v in tags.items()],
+    )
+    for name, path in artifacts.items():
+        if path.is_dir():
+            client.log_artifacts(run_id, str(path), artifact_path=name)
+        else:
+            client.log_artifact(run_id, str(path), artifact_path=name)
+    client.set_terminated(run_id, status=status)
+
+
+@contextlib.contextmanager
+def failed_on_error(tracking_uri: str, run_id: str) -> Iterator[None]:
+    """Mark an open run FAILED if the block raises, so the MLflow UI does not show it running forever."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):
+            MlflowClient(tracking_uri=tracking_uri).set_terminated(run_id, status="FAILED")
+        raise

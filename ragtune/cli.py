@@ -66,13 +66,47 @@ def ingest(
 
 
 @app.command()
-def refresh(as_json: JsonFlag = False) -> None:
+def refresh(
+    rebuild: Annotated[
+        bool,
+        typer.Option("--rebuild", help="Embed every chunk again into a new index; the live one serves until then."),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
     """Chunk new and changed documents and embed only what the champion's index lacks."""
     settings = _settings()
     from flows.refresh import refresh_flow
 
-    result = _guard(lambda: refresh_flow(settings=settings, progress=_interactive(as_json)))
+    result = _guard(lambda: refresh_flow(settings=settings, progress=_interactive(as_json), rebuild=rebuild))
     _emit(result, as_json, render.refresh_summary)
+
+
+@app.command()
+def finetune(
+    force: Annotated[bool, typer.Option("--force", help="Train now, whatever the latest drift decision says.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train a LoRA challenger on pairs mined from the corpus; promote it only if it beats the champion."""
+    settings = _settings()
+    from flows.finetune import finetune_flow
+
+    result = _guard(lambda: finetune_flow(force=force, settings=settings, progress=_interactive(as_json)))
+    _emit(result, as_json, render.finetune_summary)
+
+
+@app.command()
+def rollback(
+    version: Annotated[
+        str | None, typer.Argument(help="The version to make champion again (default: the one it replaced).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Move champion back to a kept version and switch searches to its index, embedding nothing."""
+    settings = _settings()
+    from flows.reindex import rollback_flow
+
+    result = _guard(lambda: rollback_flow(version=version, settings=settings))
+    _emit(result, as_json, render.move_summary)
 
 
 @app.command()

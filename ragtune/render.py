@@ -23,14 +23,52 @@ def ingest_summary(r: dict[str, Any]) -> str:
 
 def refresh_summary(r: dict[str, Any]) -> str:
     """A few lines on one refresh."""
-    return "\n".join(
-        [
-            f"refreshed index {r['index']} (model version {r['model_version']}) in {r['seconds']:.1f} s",
-            f"  embedded {r['embedded']:,}   skipped {r['skipped']:,}   deleted {r['deleted']:,}   "
-            f"re-chunked documents {r['chunked_documents']:,}   precision {r['precision']}",
-            f"  run {r['run_id']}   MLflow run {r['mlflow_run_id']}",
-        ]
-    )
+    lines = [
+        f"refreshed index {r['index']} (model version {r['model_version']}) in {r['seconds']:.1f} s",
+        f"  embedded {r['embedded']:,}   skipped {r['skipped']:,}   deleted {r['deleted']:,}   "
+        f"re-chunked documents {r['chunked_documents']:,}   precision {r['precision']}",
+    ]
+    if r.get("switched_from"):
+        lines.append(f"  searches switched from version {r['switched_from']}'s index to this one")
+    lines.append(f"  run {r['run_id']}   MLflow run {r['mlflow_run_id']}")
+    return "\n".join(lines)
+
+
+def finetune_summary(r: dict[str, Any]) -> str:
+    """The gate's decision, both models' numbers, and what happened to the index."""
+    if not r["trained"]:
+        return f"no fine-tune: {r['reason']}"
+    verdict = "PROMOTED to champion" if r["promoted"] else "not promoted (stays challenger)"
+    t = r["training"]
+    lines = [
+        f"trained version {r['model_version']} (LoRA on version {r['parent_version']}): {verdict}",
+        f"  {r['data']['train_pairs']:,} pairs, {t['steps']} steps in {t['seconds']:.0f} s ({t['precision']}), "
+        f"final loss {t['final_loss']:.4f}",
+    ]
+    for name, ours in r["metrics"].items():
+        theirs = r["champion_metrics"][name]
+        lines.append(
+            f"  {name:<8} nDCG@10 {ours['ndcg@10']:.4f} vs champion {theirs['ndcg@10']:.4f} "
+            f"({ours['ndcg@10'] - theirs['ndcg@10']:+.4f}) on {ours['n_queries']} queries"
+        )
+    lines.append(f"  decision: {r['reason']}")
+    if r.get("reindex"):
+        x = r["reindex"]
+        lines.append(f"  index {x['index']} built ({x['embedded']:,} embedded); searches switched to it")
+    lines.append(f"  MLflow run {r['mlflow_run_id']} (experiment ragtune-finetune)")
+    return "\n".join(lines)
+
+
+def move_summary(r: dict[str, Any]) -> str:
+    """A move of champion (rollback): from, to, and whether searches switched."""
+    lines = [f"champion: version {r['previous']} -> {r['version']} ({r['reason']})"]
+    if r["switched"]:
+        lines.append(f"  searches now read {r['index']}; nothing was embedded")
+    if r["dropped_indexes"]:
+        lines.append(f"  dropped retired indexes of versions {', '.join(r['dropped_indexes'])}")
+    if r["note"]:
+        lines.append(f"  {r['note']}")
+    return "\n".join(lines)
 
 
 def search_results(r: dict[str, Any]) -> str:

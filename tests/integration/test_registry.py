@@ -1,5 +1,6 @@
 """The registry path to the model: MLflow on a temporary store, the packaged base model."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -36,3 +37,17 @@ def test_the_registered_encoder_embeds_like_the_base_model(tmp_path: Path):
     texts = ["How do I parse JSON?", "Temporary files and directories"]
     assert np.abs(through_registry.encode(texts, bf16=False) - direct.encode(texts, bf16=False)).max() < 1e-6
     assert through_registry.model_dir != direct.model_dir  # weights came from the registry's artifacts
+
+
+def test_registering_leaves_no_tracking_uri_behind_for_later_settings(tmp_path: Path, monkeypatch):
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; a second Settings in the same process
+    # (a served deployment, a test session) must still read its own store, not ./mlflow.db.
+    from pipeline.settings import Settings
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    registry.champion(f"sqlite:///{tmp_path / 'a.db'}", tmp_path / "artifacts", registry.default_base_model())
+
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert Settings(home=tmp_path / "home").tracking_uri == f"sqlite:///{(tmp_path / 'home' / 'mlflow.db').resolve()}"
+    assert not (tmp_path / "mlflow.db").exists()

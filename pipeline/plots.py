@@ -1,0 +1,35 @@
+"""Figures a reviewer would rather look at than read: written as PNG files for MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+METRICS = ("ndcg@10", "recall@10", "mrr@10")
+
+
+def finetune_figure(result: dict[str, Any], losses: list[tuple[int, float]], out: Path) -> Path:
+    """Training loss per step, and challenger vs champion on each query set, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display here
+    import matplotlib.pyplot as plt
+
+    fig, (loss_ax, bars_ax) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    if losses:
+        loss_ax.plot([s for s, _ in losses], [v for _, v in losses], color="tab:gray")
+    loss_ax.set(title="training loss (in-batch negatives)", xlabel="step", ylabel="loss")
+    labels = [f"{name}\n{metric}" for name in result["metrics"] for metric in METRICS]
+    ours = [result["metrics"][name][m] for name in result["metrics"] for m in METRICS]
+    theirs = [result["champion_metrics"][name][m] for name in result["metrics"] for m in METRICS]
+    positions = range(len(labels))
+    bars_ax.bar([p - 0.2 for p in positions], theirs, width=0.4, label=f"champion v{result['parent_version']}")
+    bars_ax.bar([p + 0.2 for p in positions], ours, width=0.4, label=f"challenger v{result['model_version']}")
+    bars_ax.set_xticks(list(positions), labels, fontsize=8)
+    bars_ax.set(ylim=(0, 1.05), title="held-out retrieval: challenger vs champion")
+    bars_ax.legend(loc="lower right")
+    verdict = "promoted" if result["promoted"] else "not promoted"
+    fig.suptitle(f"ragtune fine-tune: version {result['model_version']} {verdict}")
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
