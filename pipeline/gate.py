@@ -123,7 +123,7 @@ def decide(
     """Apply the three checks to each set's metrics (keyed by set name) and say why."""
     checks = [_heldout_check(challenger, champion, options)]
     if _has(challenger, "canary"):
-        floor = champion["canary"]["ndcg@10"] - options.max_regression
+        floor = champion["canary"]["ndcg@10"] - options.max_regression - 1e-12  # float noise is not a loss
         checks.append(
             _check("canary", challenger, champion, challenger["canary"]["ndcg@10"] >= floor, _canary_rule(options))
         )

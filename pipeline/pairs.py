@@ -105,7 +105,8 @@ def build(chunks: Iterable[CorpusChunk], options: PairOptions, canary_before: da
     mined = _dedupe(_mine(chunks, boilerplate))
     user = _dedupe(load_user_pairs(options.user_pairs, chunks)) if options.user_pairs else []
     heldout_docs = {c.doc_id for c in chunks if is_heldout(c.source, c.doc_id, options)}
-    train = [p for p in mined + user if p.doc_id not in heldout_docs]
+    # Never train on a held-out document, not even with the user's pairs: it would leak into the gate.
+    train = _dedupe(p for p in mined + user if p.doc_id not in heldout_docs)
     heldout = [p for p in mined if p.doc_id in heldout_docs]
     sampled = random.Random(options.seed).sample(train, k=min(len(train), options.max_pairs))
     old_docs = {c.doc_id for c in chunks if canary_before is not None and c.updated_at < canary_before}
@@ -120,6 +121,7 @@ def build(chunks: Iterable[CorpusChunk], options: PairOptions, canary_before: da
             "heldout_documents": len(heldout_docs),
             "mined_pairs": len(mined),
             "user_pairs": len(user),
+            "user_pairs_on_heldout_documents": sum(p.doc_id in heldout_docs for p in user),
             "train_pairs": len(sampled),
             "heldout_pairs": len(heldout),
             "boilerplate_headings": len(boilerplate),
@@ -159,7 +161,7 @@ def load_user_pairs(path: Path, chunks: Sequence[CorpusChunk]) -> list[Pair]:
         if not line.strip():
             continue
         row = _parse_pair(path, lineno, line)
-        if "text" in row:
+        if isinstance(row.get("text"), str):
             pairs.append(Pair(row["query"], row["text"], str(row.get("doc_id", f"{path.name}:{lineno}")), "user"))
         elif row["doc_id"] in bodies:
             pairs += [Pair(row["query"], body, row["doc_id"], "user") for body in bodies[row["doc_id"]][:3]]
