@@ -205,4 +205,5 @@ def _tracking(uri: str) -> Iterator[None]:
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(saved)  # None clears both the global and the variable
+        # None clears both the global and the variable (the code handles it; the type hint omits it).
+        mlflow.set_tracking_uri(saved)  # type: ignore[arg-type]
