@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -118,9 +119,14 @@ def should_train(pool: ConnectionPool) -> tuple[bool, str]:
     return True, f"drift score {drift['score']:.3f} >= threshold {drift['threshold']}"
 
 
-def workdir(root: Path) -> Path:
-    """A fresh directory for one training's adapter and merged model."""
+def workdir(root: Path, stale_after_s: float = 86_400) -> Path:
+    """A fresh directory for one training's adapter and merged model; leftovers of killed runs are removed."""
+    import shutil
+
     root.mkdir(parents=True, exist_ok=True)
+    for old in root.glob("finetune-*"):
+        if time.time() - old.stat().st_mtime > stale_after_s:  # a day old: no training runs that long here
+            shutil.rmtree(old, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix="finetune-", dir=root))
 
 

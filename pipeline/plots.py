@@ -26,8 +26,8 @@ def finetune_figure(result: dict[str, Any], losses: list[tuple[int, float]], out
     bars_ax.bar([p - 0.2 for p in positions], theirs, width=0.4, label=f"champion v{result['parent_version']}")
     bars_ax.bar([p + 0.2 for p in positions], ours, width=0.4, label=f"challenger v{result['model_version']}")
     bars_ax.set_xticks(list(positions), labels, fontsize=8)
-    bars_ax.set(ylim=(0, 1.05), title="held-out retrieval: challenger vs champion")
-    bars_ax.legend(loc="lower right")
+    bars_ax.set(ylim=(0, 1.2), yticks=[0, 0.2, 0.4, 0.6, 0.8, 1.0], title="retrieval: challenger vs champion")
+    bars_ax.legend(loc="upper left", ncol=2)  # above the bars: scores stop at 1.0
     verdict = "promoted" if result["promoted"] else "not promoted"
     fig.suptitle(f"ragtune fine-tune: version {result['model_version']} {verdict}")
     fig.savefig(out, dpi=110)

@@ -96,9 +96,10 @@ def _move(pool: ConnectionPool, tracking_uri: str, version: str, reason: str, ru
     with store.transaction(pool) as conn:
         store.record_alias(conn, registry.CHAMPION, version, previous, reason, run_id)
         index = store.index_of(conn, version)
-        if index is None:
+        # A 'building' index is partial (a reindex that never finished): serving it would hide documents.
+        if index is None or store.index_status(conn, version) == "building":
             move.note = (
-                f"version {version} has no kept index, so searches still read the previous one; "
+                f"version {version} has no finished index, so searches still read the previous one; "
                 "run `ragtune refresh --rebuild` to build its index and switch to it"
             )
             return move

@@ -72,8 +72,8 @@ def refresh(
 ) -> RefreshReport:
     """Bring the model version's index up to date with the live documents, and make searches read it.
 
-        With ``rebuild`` the index is built again from nothing beside the live one, which serves until the
-        new table takes its place in one transaction. One refresh (or reindex) runs at a time, and
+    With ``rebuild`` the index is built again from nothing beside the live one, which serves until the
+    new table takes its place in one transaction. One refresh (or reindex) runs at a time, and
     ``still_champion`` is asked once the lock is held, in case a promotion moved the champion meanwhile.
     """
     with store.exclusive(pool, LOCK) as alone:

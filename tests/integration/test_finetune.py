@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from psycopg import sql
 
 from flows.finetune import finetune_flow
@@ -37,6 +39,14 @@ def env(settings: Settings, tiny_model: Path, tmp_path: Path, prefect_api) -> Se
     ingest_flow(paths=[str(domain.write_pages(tmp_path / "manual"))], settings=settings)
     refresh_flow(settings=settings)
     return settings
+
+
+def latest_artifact(key: str) -> str:
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=1, sort="CREATED_DESC"
+        )
+        return str(artifact.data)
 
 
 def vector_counts(settings: Settings) -> dict[str, int]:
@@ -87,6 +97,10 @@ def test_fine_tuning_raises_held_out_ndcg_and_promotes_with_an_index_switch(env)
     assert kept == {"1": "retired", "2": "ready"}  # the old index stays for rollback
     assert [(h["version"], h["previous_version"]) for h in history] == [("2", "1"), ("1", None)]
     assert result["reindex"]["embedded"] == vector_counts(env)["vectors_v2"] > 0
+    report = latest_artifact("finetune-report")
+    assert report.startswith("# Fine-tune: version 2 promoted to champion")
+    assert f"| heldout | {ours['n_queries']} | ndcg@10 | {ours['ndcg@10']:.4f} |" in report
+    assert "searches switched from version 1 to 2" in latest_artifact("reindex-report")
 
 
 def test_a_challenger_that_fails_the_gate_stays_challenger_and_the_index_does_not_change(env):
@@ -104,6 +118,7 @@ def test_a_challenger_that_fails_the_gate_stays_challenger_and_the_index_does_no
     with database.connect(env).connection() as conn:
         assert store.active_index(conn).table == "vectors_v1"
     assert vector_counts(env) == before  # no index built for a model that lost
+    assert latest_artifact("finetune-report").startswith("# Fine-tune: version 2 stays challenger")
 
 
 def test_without_force_nothing_trains_until_a_drift_report_says_so(env):
@@ -190,3 +205,14 @@ def test_refresh_rebuild_of_the_live_index_keeps_serving_and_gives_the_same_answ
     assert rebuilt["embedded"] == vector_counts(env)["vectors_v1"] > 0
     assert rebuilt["switched_from"] is None
     assert search_once(env, "brastor grist") == before
+
+
+def test_rollback_to_a_challenger_without_a_finished_index_keeps_searches_on_the_live_one(env):
+    strict = env.model_copy(update={"gate": GateOptions(min_delta=2.0)})
+    finetune_flow(force=True, settings=strict)  # version 2: a challenger, never indexed
+
+    move = rollback_flow(version="2", settings=env)
+
+    assert (move["version"], move["previous"], move["switched"]) == ("2", "1", False)
+    assert "has no finished index" in move["note"]
+    assert search_once(env, "tindel fade")[0] == "1"  # v1's index with v1's encoder: still consistent
