@@ -203,6 +203,7 @@ def status(pool: ConnectionPool, last_runs: int = 5) -> dict[str, Any]:
             query = sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(active.table))
             vectors = (cur.execute(query).fetchone() or {"n": 0})["n"]
         runs = cur.execute(LAST_RUNS, (last_runs,)).fetchall()
+        kept = [{k: i[k] for k in ("model_version", "table_name", "status")} for i in list_indexes(conn)]
         return {
             "documents": counts.get("documents", 0),
             "tombstoned": counts.get("tombstoned", 0),
@@ -211,6 +212,7 @@ def status(pool: ConnectionPool, last_runs: int = 5) -> dict[str, Any]:
             "quarantined": _scalar(cur, COUNT_QUARANTINE),
             "champion_version": champion["version"] if champion else None,
             "active_index": active.table if active else None,
+            "indexes": kept,  # the active one and the retired ones kept for rollback
             "last_runs": [_jsonable(run) for run in runs],
         }
 

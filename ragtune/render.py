@@ -102,13 +102,18 @@ def status_summary(s: dict[str, Any]) -> str:
         f"champion model version: {s['champion_version'] or '(none yet)'}   "
         f"active index: {s['active_index'] or '(none yet)'}",
     ]
+    others = [f"{i['table_name']} ({i['status']})" for i in s["indexes"] if i["table_name"] != s["active_index"]]
+    if others:
+        lines.append(f"kept for rollback: {', '.join(others)}")
     if s["last_runs"]:
         lines.append("last runs:")
         for run in s["last_runs"]:
             counts = ", ".join(
                 f"{k} {v:,}"
                 for k, v in run["stats"].items()
-                if k in ("inserted", "updated", "unchanged", "deleted", "quarantined", "embedded") and v
+                if k in ("inserted", "updated", "unchanged", "deleted", "quarantined", "embedded")
+                and isinstance(v, int)
+                and v
             )
             lines.append(
                 f"  {run['started_at'][:19]}  {run['kind']:<8} {run['status']:<9} {counts}"

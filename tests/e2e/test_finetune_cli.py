@@ -68,6 +68,8 @@ def test_finetune_promotes_then_rollback_goes_back_with_the_contract_keys(indexe
     assert tuned["metrics"]["heldout"]["ndcg@10"] > tuned["champion_metrics"]["heldout"]["ndcg@10"]
     status = ok_json(indexed, "status")
     assert (status["champion_version"], status["active_index"]) == ("2", "vectors_v2")
+    assert [(i["model_version"], i["status"]) for i in status["indexes"]] == [("1", "retired"), ("2", "ready")]
+    assert "kept for rollback: vectors_v1 (retired)" in ragtune(indexed, "status").stdout
 
     human = ragtune(indexed, "rollback")
     assert human.returncode == 0, human.stderr
