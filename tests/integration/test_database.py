@@ -46,6 +46,7 @@ def test_status_of_an_empty_store_has_every_key_with_zeros_and_nulls(settings):
         "quarantined": 0,
         "champion_version": None,
         "active_index": None,
+        "indexes": [],
         "last_runs": [],
     }
 
