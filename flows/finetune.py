@@ -91,58 +91,22 @@ def finetune_flow(force: bool = False, settings: Settings | None = None, progres
     with runs.recorded(pool, "finetune", {"parent_version": parent, "force": force}) as run:
         corpus = gather(pool, settings)
         mlflow_run = start_mlflow_run(settings, parent, corpus)
-        workdir = finetune.workdir(settings.home / "finetune")
-        trained = train(settings, champion_weights(settings, parent), corpus, workdir, mlflow_run, progress)
-        version = register_challenger(settings, trained, corpus, parent, mlflow_run)
-        ours, theirs, decision = judge(settings, load_encoder(settings, parent), trained, corpus, progress)
-        result = _result(version, parent, ours, theirs, decision, trained, corpus, mlflow_run, why)
-        record_decision(settings, result, trained, corpus, mlflow_run)
+        with tracking.failed_on_error(settings.tracking_uri, mlflow_run):  # not left RUNNING in the UI
+            workdir = finetune.workdir(settings.home / "finetune")
+            trained = train(settings, champion_weights(settings, parent), corpus, workdir, mlflow_run, progress)
+            version = register_challenger(settings, trained, corpus, parent, mlflow_run)
+            ours, theirs, decision = judge(settings, load_encoder(settings, parent), trained, corpus, progress)
+            result = finetune.outcome(version, parent, ours, theirs, decision, trained, corpus, mlflow_run, why)
+            record_decision(settings, result, trained, corpus, mlflow_run)
         if decision.promote:
-            result["reindex"] = reindex_flow(
-                version=version, reason=decision.reason, settings=settings, progress=progress
-            )
+            result["reindex"] = reindex_flow(version, decision.reason, settings, progress)
         result["seconds"] = time.perf_counter() - started
         run.stats = result
     create_markdown_artifact(report.finetune_markdown(result), key="finetune-report", description="the gate's decision")
     return result
 
 
-def _result(
-    version: str,
-    parent: str,
-    ours: dict[str, Any],
-    theirs: dict[str, Any],
-    decision: Decision,
-    trained: TrainResult,
-    corpus: finetune.Corpus,
-    mlflow_run: str,
-    why: str,
-) -> dict[str, Any]:
-    return {
-        "trained": True,
-        "model_version": version,
-        "parent_version": parent,
-        "metrics": ours,
-        "champion_metrics": theirs,
-        "promoted": decision.promote,
-        "reason": decision.reason,
-        "checks": decision.as_dict()["checks"],
-        "why_trained": why,
-        "training": trained.summary(),
-        "data": corpus.data.stats,
-        "mlflow_run_id": mlflow_run,
-        "reindex": None,
-    }
-
-
 def _skipped(why: str) -> dict[str, Any]:
-    result = {
-        "trained": False,
-        "model_version": None,
-        "metrics": None,
-        "champion_metrics": None,
-        "promoted": False,
-        "reason": why,
-    }
+    result = finetune.skipped(why)
     create_markdown_artifact(report.finetune_markdown(result), key="finetune-report", description="no fine-tune")
     return result

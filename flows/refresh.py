@@ -66,12 +66,7 @@ def refresh_flow(settings: Settings | None = None, progress: bool = False, rebui
     pool = connect(settings)
     model = champion_model(settings)
     encoder = load_encoder(settings, model.version)
-    options = refresh.RefreshOptions(
-        chunk=settings.chunk,
-        precision=settings.precision,
-        progress=progress,
-        index_retention=settings.index_retention,
-    )
+    options = refresh.RefreshOptions.from_settings(settings, progress)
     with runs.recorded(pool, "refresh", {"model_version": model.version, "rebuild": rebuild}) as run:
         if model.registered_now:
             promote.record_first_champion(pool, model.version, run.run_id)

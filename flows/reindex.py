@@ -19,9 +19,7 @@ from pipeline.settings import Settings
 def build_and_switch(
     pool: ConnectionPool, settings: Settings, encoder: Encoder, version: str, reason: str, run_id: str, progress: bool
 ) -> tuple[refresh.RefreshReport, promote.Move]:
-    options = refresh.RefreshOptions(
-        chunk=settings.chunk, precision=settings.precision, progress=progress, index_retention=settings.index_retention
-    )
+    options = refresh.RefreshOptions.from_settings(settings, progress)
     return promote.promote(pool, settings.tracking_uri, encoder, version, reason, run_id, options)
 
 

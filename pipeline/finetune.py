@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline import evaluate, gate, pairs, plots, registry, report, store, tracking
 from pipeline.embed import Encoder, cpu_supports_bf16
 from pipeline.errors import UserError
+from pipeline.gate import Decision
 from pipeline.progress import counter
 from pipeline.train import FinetuneOptions, StepCallback, TrainResult, train_lora
 
@@ -196,3 +197,44 @@ def record_decision(
         },
     )
     shutil.rmtree(workdir, ignore_errors=True)  # the registry holds the merged model now
+
+
+def outcome(
+    version: str,
+    parent: str,
+    ours: dict[str, Any],
+    theirs: dict[str, Any],
+    decision: Decision,
+    trained: TrainResult,
+    corpus: Corpus,
+    mlflow_run: str,
+    why: str,
+) -> dict[str, Any]:
+    """What a fine-tune did, as the command's JSON: the contract keys first, then the evidence."""
+    return {
+        "trained": True,
+        "model_version": version,
+        "parent_version": parent,
+        "metrics": ours,
+        "champion_metrics": theirs,
+        "promoted": decision.promote,
+        "reason": decision.reason,
+        "checks": decision.as_dict()["checks"],
+        "why_trained": why,
+        "training": trained.summary(),
+        "data": corpus.data.stats,
+        "mlflow_run_id": mlflow_run,
+        "reindex": None,
+    }
+
+
+def skipped(why: str) -> dict[str, Any]:
+    """The command's JSON when nothing was trained."""
+    return {
+        "trained": False,
+        "model_version": None,
+        "metrics": None,
+        "champion_metrics": None,
+        "promoted": False,
+        "reason": why,
+    }

@@ -21,6 +21,8 @@ from pipeline.progress import counter
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
+    from pipeline.settings import Settings
+
 PROBE_SIZE = 32
 LOCK = "ragtune.refresh"  # held by refresh and reindex: one writer of vector tables at a time
 
@@ -34,6 +36,16 @@ class RefreshOptions:
     precision: str = "auto"  # auto: bf16 where the CPU has it and a probe agrees with fp32
     progress: bool = False
     index_retention: int = 1  # retired indexes kept for rollback
+
+    @classmethod
+    def from_settings(cls, settings: Settings, progress: bool = False) -> RefreshOptions:
+        """The options the settings call for."""
+        return cls(
+            chunk=settings.chunk,
+            precision=settings.precision,
+            progress=progress,
+            index_retention=settings.index_retention,
+        )
 
 
 @dataclass

@@ -216,3 +216,19 @@ def test_rollback_to_a_challenger_without_a_finished_index_keeps_searches_on_the
     assert (move["version"], move["previous"], move["switched"]) == ("2", "1", False)
     assert "has no finished index" in move["note"]
     assert search_once(env, "tindel fade")[0] == "1"  # v1's index with v1's encoder: still consistent
+
+
+def test_a_training_that_fails_marks_its_runs_failed_and_changes_nothing(env):
+    broken = env.model_copy(update={"finetune": TINY_FINETUNE.model_copy(update={"target_modules": ("nope",)})})
+
+    with pytest.raises(ValueError, match="nope"):  # peft: no such layer to adapt
+        finetune_flow(force=True, settings=broken)
+
+    client = MlflowClient(env.tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("ragtune-finetune").experiment_id])
+    assert run.info.status == "FAILED"  # not left RUNNING in the MLflow UI
+    assert str(client.get_model_version_by_alias(registry.MODEL_NAME, "champion").version) == "1"
+    pool = database.connect(env)
+    with pool.connection() as conn:
+        assert store.active_index(conn).table == "vectors_v1"
+    assert [r["status"] for r in store.status(pool)["last_runs"] if r["kind"] == "finetune"] == ["failed"]
