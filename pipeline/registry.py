@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -111,7 +112,9 @@ def register_encoder(
             run = mlflow.start_run(experiment_id=experiment, run_name="register-encoder")
         else:
             run = mlflow.start_run(run_id=run_id)
-        with run:
+        # log_model prints "Successfully registered model ..." with print(file=sys.stderr), not a logger:
+        # ragtune reports the version itself. Failures still raise.
+        with run, contextlib.redirect_stderr(io.StringIO()):
             info = mlflow.pyfunc.log_model(
                 name="encoder",
                 python_model=EncoderModel(),

@@ -94,9 +94,11 @@ def train_lora(
     """Train a LoRA adapter on the model in ``base_dir`` with (anchor, positive) pairs; merge it into ``out_dir``."""
     from sentence_transformers.sentence_transformer import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from transformers.utils import logging as hf_logging
 
     if len(pairs) < 2:
         raise ValueError(f"fine-tuning needs at least 2 training pairs, got {len(pairs)}")
+    hf_logging.disable_progress_bar()  # "Loading weights", "Writing model shards": noise in a command's output
     model = _adapted_model(base_dir, options)
     result = TrainResult(model_dir=out_dir / "model", adapter_dir=out_dir / "adapter", train_pairs=len(pairs))
     result.trainable_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -124,9 +126,6 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path) -> None:
     """Fold a LoRA adapter into the base weights and save a plain model directory (with the tokenizer)."""
     from peft import PeftModel
     from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # "Writing model shards" is noise in a command's output
 
     base = AutoModel.from_pretrained(str(base_dir), local_files_only=True)
     with warnings.catch_warnings():  # peft calls a transformers API that transformers 5 deprecates

@@ -228,6 +228,7 @@ def _settings() -> Any:
         "DO_NOT_TRACK": "1",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # a bar per model file is noise
         "HF_HUB_OFFLINE": "1",
+        "MLFLOW_LOGGING_LEVEL": "DEBUG" if os.environ.get("RAGTUNE_DEBUG") else "ERROR",  # its INFO is noise here
         # ragtune reports outcomes and errors itself, in one line; Prefect's console copy (tracebacks
         # included) would drown it. Run logs still reach the Prefect API and UI. RAGTUNE_DEBUG shows them.
         "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "DEBUG" if os.environ.get("RAGTUNE_DEBUG") else "CRITICAL",
