@@ -67,8 +67,9 @@ def register_challenger(
 def judge(
     settings: Settings, champion: Encoder, trained: TrainResult, corpus: finetune.Corpus, progress: bool
 ) -> tuple[dict[str, Any], dict[str, Any], Decision]:
-    sets = finetune.eval_sets(corpus, settings.gate, settings.eval_queries, settings.pairs.seed)
-    return finetune.judge(champion, Encoder(trained.model_dir), sets, settings.gate, progress)
+    return finetune.judge(
+        champion, trained, corpus, settings.gate, settings.eval_queries, settings.pairs.seed, progress
+    )
 
 
 @task(cache_policy=NO_CACHE)

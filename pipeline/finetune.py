@@ -89,9 +89,20 @@ def eval_sets(corpus: Corpus, options: gate.GateOptions, user_queries: Path | No
 
 
 def judge(
-    champion: Encoder, challenger: Encoder, sets: list[gate.EvalSet], options: gate.GateOptions, progress: bool = False
+    champion: Encoder,
+    trained: TrainResult,
+    corpus: Corpus,
+    options: gate.GateOptions,
+    user_queries: Path | None,
+    seed: int,
+    progress: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any], gate.Decision]:
-    """Score both models on every set and apply the gate: (challenger metrics, champion metrics, decision)."""
+    """Score the trained challenger and the champion on every set and apply the gate.
+
+    Returns (challenger metrics, champion metrics, decision), the metrics keyed by set name.
+    """
+    sets = eval_sets(corpus, options, user_queries, seed)
+    challenger = Encoder(trained.model_dir)
     scores: dict[str, dict[str, Any]] = {"challenger": {}, "champion": {}}
     probe = [text for texts in list(sets[0].corpus.values())[:32] for text in texts][:32] if sets else []
     for encoder in (challenger, champion):
