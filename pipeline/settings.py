@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     eval_queries: Path | None = None
     # Retired indexes kept beside the active one, so a rollback needs no embedding.
     index_retention: int = Field(1, ge=0)
+    # Scale-out: refresh shards embedding across this many Dask workers (a local cluster), or across
+    # the workers of an existing Dask scheduler at dask_address (tcp://host:8786). 1: embed in-process.
+    refresh_workers: int = Field(1, ge=1)
+    dask_address: str | None = None
 
     @classmethod
     def settings_customise_sources(
