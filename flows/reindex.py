@@ -20,7 +20,7 @@ def build_and_switch(
     pool: ConnectionPool, settings: Settings, encoder: Encoder, version: str, reason: str, run_id: str, progress: bool
 ) -> tuple[refresh.RefreshReport, promote.Move]:
     options = refresh.RefreshOptions.from_settings(settings, progress)
-    return promote.promote(pool, settings.tracking_uri, encoder, version, reason, run_id, options)
+    return promote.promote(pool, settings.tracking_uri, encoder, version, reason, run_id, options, settings.drift)
 
 
 @task(cache_policy=NO_CACHE)

@@ -127,8 +127,8 @@ def should_train(pool: ConnectionPool) -> tuple[bool, str]:
     if last is not None and drift["created_at"] < last["changed_at"]:
         return False, "no drift report since the champion was promoted; use --force to train anyway"
     if not drift["drifted"]:
-        return False, f"the latest drift report found no drift (score {drift['score']:.3f} < {drift['threshold']})"
-    return True, f"drift score {drift['score']:.3f} >= threshold {drift['threshold']}"
+        return False, f"the latest drift report calls for no fine-tune: {drift['reason'] or 'no drift'}"
+    return True, f"drift: {drift['reason'] or 'score ' + format(drift['score'], '.3f')}"
 
 
 def workdir(root: Path, stale_after_s: float = 86_400) -> Path:

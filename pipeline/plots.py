@@ -33,3 +33,27 @@ def finetune_figure(result: dict[str, Any], losses: list[tuple[int, float]], out
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def drift_figure(report: dict[str, Any], projection: Any, out: Path) -> Path:
+    """Reference and new chunks on their first two principal components, with the decision as title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_ref = report["n_reference"]
+    fig, ax = plt.subplots(figsize=(6.5, 5), constrained_layout=True)
+    ax.scatter(projection[:n_ref, 0], projection[:n_ref, 1], s=6, alpha=0.5, label=f"reference ({n_ref:,})")
+    ax.scatter(
+        projection[n_ref:, 0], projection[n_ref:, 1], s=6, alpha=0.5, label=f"new since ({len(projection) - n_ref:,})"
+    )
+    ax.set(xlabel="principal component 1", ylabel="principal component 2")
+    ax.legend(loc="best", markerscale=3)
+    verdict = "drift" if report["drifted"] else "no drift"
+    score = "n/a" if report["score"] is None else f"{report['score']:.3f}"
+    title = f"drift vs version {report['model_version']}: {verdict} (AUC {score}, threshold {report['threshold']})"
+    fig.suptitle(title)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

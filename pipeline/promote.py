@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pipeline import refresh, registry, store
+from pipeline import drift, refresh, registry, store
 from pipeline.embed import Encoder
 from pipeline.errors import UserError
 
@@ -53,16 +53,22 @@ def promote(
     reason: str,
     run_id: str,
     options: refresh.RefreshOptions,
+    drift_options: drift.DriftOptions | None = None,
 ) -> tuple[refresh.RefreshReport, Move]:
     """Build a version's index beside the live one, then make it champion and switch searches to it.
 
     The build embeds every live chunk (HNSW after the load) while searches keep reading the live
     index; the switch is one transaction. A crash during the build leaves champion and the live
     index as they were, and a partial index that the next call completes (vectors are keyed by the
-    text they embed). The refresh lock is held throughout, so no refresh interleaves.
+    text they embed). The refresh lock is held throughout, so no refresh interleaves. The new
+    champion's drift reference is taken from the index it gets: what it knew when promoted.
     """
     with _locked(pool):
         built = refresh.fill_index(pool, encoder, version, options, run_id)
+        with pool.connection() as conn:
+            index = store.index_of(conn, version)
+        if index is not None:
+            drift.ensure_reference(pool, index, drift_options or drift.DriftOptions(), run_id)
         return built, _move(pool, tracking_uri, version, reason, run_id, options.index_retention)
 
 

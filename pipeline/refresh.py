@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pipeline import store
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 PROBE_SIZE = 32
 LOCK = "ragtune.refresh"  # held by refresh and reindex: one writer of vector tables at a time
+
+ChunkText = tuple[str, str | None, str | None, str]  # (content_hash, title, heading, text) as store reads it
 
 
 @dataclass(frozen=True)
@@ -66,11 +68,26 @@ class RefreshReport:
     switched_from: str | None = None  # the version whose index searches read before, if this switched them
     dropped_indexes: list[str] = field(default_factory=list)  # retired indexes beyond retention
     seconds: float = 0.0
-    model_seconds: float = 0.0  # of which in the encoder
+    model_seconds: float = 0.0  # of which in the encoder (the slowest shard's, when shards run side by side)
+    shards: list[int] = field(default_factory=list)  # chunk texts each embedding shard did; [n] in-process
 
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class EmbedStats:
+    """What embedding one share of the missing chunk texts did."""
+
+    embedded: int
+    model_seconds: float
+
+
+# Embeds the missing chunk texts (index, todo, options at a settled precision), committing batch by batch,
+# and returns one EmbedStats per shard. The default embeds in this process, in one shard; a sharded one
+# may have each shard read its share from the database (embed_shard) rather than ship the texts.
+Embedder = Callable[[store.IndexInfo, list[ChunkText], RefreshOptions], list[EmbedStats]]
 
 
 def refresh(
@@ -81,19 +98,21 @@ def refresh(
     run_id: str,
     rebuild: bool = False,
     still_champion: Callable[[], bool] | None = None,
+    embed: Embedder | None = None,
 ) -> RefreshReport:
     """Bring the model version's index up to date with the live documents, and make searches read it.
 
     With ``rebuild`` the index is built again from nothing beside the live one, which serves until the
     new table takes its place in one transaction. One refresh (or reindex) runs at a time, and
     ``still_champion`` is asked once the lock is held, in case a promotion moved the champion meanwhile.
+    ``embed`` replaces in-process embedding (see ``fill_index``); the lock stays with this caller.
     """
     with store.exclusive(pool, LOCK) as alone:
         if not alone:
             raise UserError("another refresh is running against this database; wait for it to finish, then run again")
         if still_champion is not None and not still_champion():
             raise UserError("champion moved while this refresh started; run `ragtune refresh` again")
-        report = fill_index(pool, encoder, model_version, options, run_id, rebuild)
+        report = fill_index(pool, encoder, model_version, options, run_id, rebuild, embed)
         with store.transaction(pool) as conn:
             # Searches follow the champion: this switches on first use, and finishes a move that a
             # crash cut short between the registry alias and the index switch.
@@ -114,11 +133,13 @@ def fill_index(
     options: RefreshOptions,
     run_id: str,
     rebuild: bool = False,
+    embed: Embedder | None = None,
 ) -> RefreshReport:
     """Chunk what changed and embed every chunk text the version's index lacks; searches are not switched.
 
     Callers hold the refresh lock. Vectors are committed batch by batch, so a crash loses one batch
-    and the next call carries on from there.
+    and the next call carries on from there. The precision is settled here, once, and ``embed`` (by
+    default: in this process) does the embedding, in as many shards as it likes.
     """
     started = time.perf_counter()
     with store.transaction(pool) as conn:
@@ -131,7 +152,7 @@ def fill_index(
     with pool.connection() as conn:
         todo = store.chunks_to_embed(conn, index)
         report.skipped = store.count_live_hashes(conn) - len(todo)
-    report.embedded = _embed_missing(pool, encoder, index, todo, options, report)
+    _embed_missing(pool, encoder, index, todo, options, report, embed)
     with store.transaction(pool) as conn:
         report.hnsw_built = store.ensure_hnsw(conn, index)
         report.deleted = store.delete_orphan_vectors(conn, index)
@@ -145,34 +166,72 @@ def _embed_missing(
     pool: ConnectionPool,
     encoder: Encoder,
     index: store.IndexInfo,
-    todo: list[tuple[str, str | None, str | None, str]],
+    todo: list[ChunkText],
     options: RefreshOptions,
     report: RefreshReport,
-) -> int:
+    embed: Embedder | None,
+) -> None:
+    """Settle the precision once for every shard, have ``embed`` (or this process) embed ``todo``, report it."""
+    tick = time.perf_counter()
+    probe = [embedding_text(title, heading, text) for _, title, heading, text in todo[:PROBE_SIZE]]
+    precision = _choose_precision(encoder, probe, options.precision)  # the probe is model work too
+    report.model_seconds += time.perf_counter() - tick
+    report.precision, report.probe_cosine = precision.name, precision.probe_cosine
+    settled = replace(options, precision=precision.name)
+    if not todo:
+        shards: list[EmbedStats] = []
+    elif embed is None:
+        shards = [embed_chunks(pool, encoder, index, todo, settled)]
+    else:
+        shards = embed(index, todo, settled)
+    report.embedded = sum(shard.embedded for shard in shards)
+    report.model_seconds += max((shard.model_seconds for shard in shards), default=0.0)  # side by side
+    report.shards = [shard.embedded for shard in shards]
+
+
+def embed_chunks(
+    pool: ConnectionPool, encoder: Encoder, index: store.IndexInfo, todo: list[ChunkText], options: RefreshOptions
+) -> EmbedStats:
     """Embed the chunk texts in ``todo`` and append them to the index, one committed COPY per batch."""
     texts = [embedding_text(title, heading, text) for _, title, heading, text in todo]
     tick = time.perf_counter()
-    precision = _choose_precision(encoder, texts, options.precision)  # the probe is model work too
-    report.model_seconds += time.perf_counter() - tick
-    report.precision, report.probe_cosine = precision.name, precision.probe_cosine
-    embedded = 0
+    if encoder.precision.name != options.precision:  # a shard's own encoder, or a caller that left it "auto"
+        _choose_precision(encoder, texts[:PROBE_SIZE], options.precision)
+    model_seconds = time.perf_counter() - tick
     with counter("embedding chunks", options.progress, total=len(todo)) as show:
         encoded = 0
 
         def advance(n: int) -> None:  # after each encoder batch, not each write: the bar keeps moving
             nonlocal encoded
             encoded += n
-            show(encoded, precision.name)
+            show(encoded, encoder.precision.name)
 
         for start in range(0, len(todo), options.write_batch):
             tick = time.perf_counter()
             vectors = encoder.encode(texts[start : start + options.write_batch], on_batch=advance)
-            report.model_seconds += time.perf_counter() - tick
+            model_seconds += time.perf_counter() - tick
             hashes = [row[0] for row in todo[start : start + options.write_batch]]
             with store.transaction(pool) as conn:
                 store.write_vectors(conn, index, list(zip(hashes, vectors, strict=True)))
-            embedded += len(hashes)
-    return embedded
+    return EmbedStats(embedded=len(todo), model_seconds=model_seconds)
+
+
+def embed_shard(
+    pool: ConnectionPool, encoder: Encoder, index: store.IndexInfo, shard: int, shards: int, options: RefreshOptions
+) -> EmbedStats:
+    """Embed the missing chunk texts of one shard (of ``shards``), read from the index's database.
+
+    Shards are cut by content hash, so they stay disjoint however far the others have got, and each
+    commits its own batches: after a crash, the next refresh carries on from what every shard committed.
+    """
+    with pool.connection() as conn:
+        todo = [row for row in store.chunks_to_embed(conn, index) if shard_of(row[0], shards) == shard]
+    return embed_chunks(pool, encoder, index, todo, options)
+
+
+def shard_of(content_hash: str, shards: int) -> int:
+    """The shard (0 .. shards-1) that embeds a chunk text: the same on every run and in every worker."""
+    return int(content_hash[:8], 16) % shards
 
 
 def sync_chunks(pool: ConnectionPool, tokenizer: Tokenizer, options: RefreshOptions) -> tuple[int, int]:

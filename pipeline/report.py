@@ -34,6 +34,7 @@ def refresh_markdown(report: dict[str, Any]) -> str:
         f"| seconds | {report['seconds']:.1f} |",
         f"| of which in the model | {report['model_seconds']:.1f} |",
         f"| precision | {report['precision']} |",
+        f"| embedding shards | {len(report['shards'])} |",
     ]
     return "\n".join(
         [
@@ -54,6 +55,7 @@ def refresh_mlflow_fields(report: dict[str, Any]) -> dict[str, Any]:
     }
     if report["probe_cosine"] is not None:
         metrics["probe_cosine"] = report["probe_cosine"]
+    metrics["shards"] = len(report["shards"])
     return {
         "params": {
             "model_version": report["model_version"],
@@ -156,3 +158,85 @@ def finetune_mlflow_metrics(result: dict[str, Any]) -> dict[str, float]:
             for metric in ("ndcg@10", "recall@10", "mrr@10"):
                 metrics[f"{who}_{name}_{metric.replace('@', '_at_')}"] = values[metric]
     return metrics
+
+
+def drift_markdown(report: dict[str, Any]) -> str:
+    """One drift check: the decision first, then the numbers behind it."""
+    verdict = "**drift**: a fine-tune is due" if report["drifted"] else "no drift"
+    score = "n/a" if report["score"] is None else f"{report['score']:.3f}"
+    p_value = "n/a" if report["p_value"] is None else f"{report['p_value']:.3f}"
+    details = report["details"]
+    rows = [
+        "| | |",
+        "|---|---:|",
+        f"| AUC (drift score) | {score} |",
+        f"| threshold | {report['threshold']} |",
+        f"| p-value (alpha {details['alpha']}) | {p_value} |",
+        f"| reference chunks | {report['n_reference']:,} |",
+        f"| new chunks since | {report['n_current']:,} (compared {details['compared']:,}) |",
+        f"| permutations | {details['permutations']} |",
+    ]
+    return "\n".join(
+        [
+            f"# Drift against model version {report['model_version']}: {verdict}",
+            "",
+            report["reason"],
+            "",
+            *rows,
+            "",
+            f"Method: {report['method']}. Reference taken {details['reference_taken_at']}.",
+        ]
+    )
+
+
+def drift_mlflow_fields(report: dict[str, Any]) -> dict[str, Any]:
+    """A drift report as MLflow params, metrics and tags."""
+    details = report["details"]
+    metrics = {"n_reference": report["n_reference"], "n_current": report["n_current"], "drifted": report["drifted"]}
+    metrics |= {"compared": details["compared"], "permutations": details["permutations"]}
+    if report["score"] is not None:
+        metrics |= {"auc": report["score"], "p_value": report["p_value"]}
+    return {
+        "params": {
+            "model_version": report["model_version"],
+            "threshold": report["threshold"],
+            "alpha": details["alpha"],
+            "min_samples": details["min_samples"],
+            "cooldown_hours": details["cooldown_hours"],
+            "method": report["method"],
+        },
+        "metrics": metrics,
+        "tags": {"decision": "drift" if report["drifted"] else "no drift", "reason": report["reason"]},
+    }
+
+
+def nightly_markdown(result: dict[str, Any]) -> str:
+    """One night: what each stage did, in one table."""
+    if result["skipped"]:
+        return f"# Nightly run skipped\n\n{result['reason']}"
+    ingested = result["ingest"]
+    refreshed, drifted, tuned = result["refresh"], result["drift"], result["finetune"]
+    score = "n/a" if drifted["score"] is None else f"{drifted['score']:.3f}"
+    rows = [
+        "| stage | outcome |",
+        "|---|---|",
+        *(
+            f"| ingest {', '.join(i['sources'])} | {i['inserted']:,} new, {i['updated']:,} changed, "
+            f"{i['deleted']:,} deleted, {i['quarantined']:,} quarantined |"
+            for i in ingested
+        ),
+        f"| refresh | {refreshed['embedded']:,} embedded, {refreshed['deleted']:,} vectors removed "
+        f"(model version {refreshed['model_version']}) |",
+        f"| drift | {'**drift**' if drifted['drifted'] else 'no drift'}: AUC {score}, "
+        f"{drifted['n_current']:,} new chunks |",
+        f"| finetune | {_finetune_cell(tuned)} |",
+    ]
+    retried = [f"- {r['stage']} ran again after a transient database error: {r['error']}" for r in result["retries"]]
+    return "\n".join([f"# Nightly run ({result['seconds']:.0f} s)", "", *rows, "", *retried])
+
+
+def _finetune_cell(tuned: dict[str, Any]) -> str:
+    if not tuned["trained"]:
+        return f"not run: {tuned['reason']}"
+    verdict = "promoted, index switched" if tuned["promoted"] else "not promoted"
+    return f"version {tuned['model_version']} {verdict}: {tuned['reason']}"

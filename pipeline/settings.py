@@ -14,6 +14,7 @@ from pydantic_settings import (
 )
 
 from pipeline.chunk import ChunkOptions
+from pipeline.drift import DriftOptions
 from pipeline.gate import GateOptions
 from pipeline.pairs import PairOptions
 from pipeline.train import FinetuneOptions
@@ -34,6 +35,35 @@ class ValidationOptions(BaseModel):
     def _bounds_ordered(self) -> ValidationOptions:
         if self.min_text_chars > self.max_text_chars:
             raise ValueError("validation.min_text_chars must not exceed validation.max_text_chars")
+        return self
+
+
+class NightlyOptions(BaseModel):
+    """What the nightly flow ingests, when it runs, and how it meets a busy or flaky database."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # Paths ingested when `ragtune nightly` gets none; each one is its source's whole snapshot, so
+    # files gone from it are tombstoned.
+    sources: list[Path] = []
+    snapshot: bool = True
+    cron: str = "0 2 * * *"
+    timezone: str = "UTC"  # IANA name, e.g. Europe/Berlin; also read by deployments/prefect.yaml
+    # A second nightly run finds the first one's lock: wait this long for it, then give up (exit 0).
+    wait_seconds: float = Field(0.0, ge=0.0)
+    # Stages retried after a transient database error (a dropped connection, a restarting server).
+    retries: int = Field(2, ge=0)
+    retry_delay_seconds: float = Field(10.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _known_timezone(self) -> NightlyOptions:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            zone = self.timezone
+            raise ValueError(f"nightly.timezone {zone!r} is not an IANA time zone (e.g. Europe/Berlin)") from exc
         return self
 
 
@@ -67,6 +97,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("mlflow_tracking_uri", "RAGTUNE_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
     )
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    nightly: NightlyOptions = NightlyOptions()
+    # When new chunks count as drift (domain-classifier AUC, p-value, sample size, cool-down).
+    drift: DriftOptions = DriftOptions()
     # Fine-tuning: LoRA and optimiser hyperparameters, how training pairs are mined and split,
     # and when a challenger may become champion.
     finetune: FinetuneOptions = FinetuneOptions()

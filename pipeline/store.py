@@ -446,7 +446,8 @@ SELECT change_id, alias, version, previous_version, reason, run_id, changed_at F
 ORDER BY change_id DESC LIMIT %s
 """
 LATEST_DRIFT = """
-SELECT drifted, score, threshold, model_version, created_at FROM drift_reports ORDER BY report_id DESC LIMIT 1
+SELECT drifted, score, threshold, p_value, model_version, details ->> 'reason' AS reason, created_at
+FROM drift_reports ORDER BY report_id DESC LIMIT 1
 """
 CORPUS_CHUNKS = """
 SELECT c.source, c.doc_id, d.title, c.heading, c.text, d.updated_at
@@ -533,7 +534,7 @@ def alias_history(conn: psycopg.Connection, limit: int = 20) -> list[dict[str, A
 
 
 def latest_drift(conn: psycopg.Connection) -> dict[str, Any] | None:
-    """The latest drift report: drifted, score, threshold, model_version, created_at."""
+    """The latest drift report: drifted, score, threshold, p_value, model_version, reason, created_at."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(LATEST_DRIFT).fetchone()
 
@@ -554,6 +555,12 @@ TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext(%s))"
 UNLOCK = "SELECT pg_advisory_unlock(hashtext(%s))"
 
 
+def try_lock(conn: psycopg.Connection, name: str) -> bool:
+    """Take a session-level advisory lock if no other session holds it (autocommit connections)."""
+    row = conn.execute(TRY_LOCK, (name,)).fetchone()
+    return bool(row and row[0])
+
+
 @contextmanager
 def exclusive(pool: ConnectionPool, name: str) -> Iterator[bool]:
     """Hold a database-wide lock for the block; yield False at once if another process holds it."""
@@ -567,3 +574,95 @@ def exclusive(pool: ConnectionPool, name: str) -> Iterator[bool]:
             if held:
                 conn.execute(UNLOCK, (name,))
             conn.autocommit = False
+
+
+# Drift: a model version's reference (what it knew when it became champion) and what came since.
+HAS_REFERENCE = "SELECT taken_at, n_known, n_sampled FROM drift_references WHERE model_version = %s"
+CREATE_REFERENCE = "INSERT INTO drift_references (model_version, n_known, n_sampled, run_id) VALUES (%s, 0, 0, %s)"
+KNOW_CHUNKS = """
+INSERT INTO drift_reference_chunks (model_version, content_hash, source, doc_id)
+SELECT DISTINCT ON (content_hash) %s, content_hash, source, doc_id FROM chunks ORDER BY content_hash, source, doc_id
+"""
+# The sample: a seeded hash order, so the same corpus always gives the same reference.
+SAMPLE_REFERENCE = """
+UPDATE drift_reference_chunks r SET embedding = v.embedding
+FROM {table} v
+WHERE r.model_version = %(version)s AND v.content_hash = r.content_hash
+  AND r.content_hash IN (
+      SELECT content_hash FROM drift_reference_chunks WHERE model_version = %(version)s
+      ORDER BY md5(content_hash || %(seed)s) LIMIT %(size)s)
+"""
+COUNT_REFERENCE = """
+UPDATE drift_references SET
+    n_known = (SELECT count(*) FROM drift_reference_chunks WHERE model_version = %(version)s),
+    n_sampled = (SELECT count(embedding) FROM drift_reference_chunks WHERE model_version = %(version)s)
+WHERE model_version = %(version)s
+"""
+REFERENCE_SAMPLE = """
+SELECT source, doc_id, embedding FROM drift_reference_chunks
+WHERE model_version = %s AND embedding IS NOT NULL ORDER BY content_hash
+"""
+# Chunk texts the reference did not know: added or changed since, embedded by the same model.
+NEW_CHUNKS = """
+SELECT DISTINCT ON (c.content_hash) c.content_hash, c.source, c.doc_id, v.embedding
+FROM chunks c JOIN {table} v USING (content_hash)
+WHERE NOT EXISTS (
+    SELECT 1 FROM drift_reference_chunks r WHERE r.model_version = %(version)s AND r.content_hash = c.content_hash)
+ORDER BY c.content_hash, c.source, c.doc_id
+"""
+ABSORB = """
+INSERT INTO drift_reference_chunks (model_version, content_hash, source, doc_id) VALUES (%s, %s, %s, %s)
+ON CONFLICT DO NOTHING
+"""
+INSERT_DRIFT_REPORT = """
+INSERT INTO drift_reports
+    (run_id, model_version, method, score, threshold, p_value, n_reference, n_current, drifted, details)
+VALUES (%(run_id)s, %(model_version)s, %(method)s, %(score)s, %(threshold)s, %(p_value)s,
+        %(n_reference)s, %(n_current)s, %(drifted)s, %(details)s)
+"""
+LAST_FINETUNE = """
+SELECT finished_at FROM runs WHERE kind = 'finetune' AND status = 'succeeded' ORDER BY finished_at DESC LIMIT 1
+"""
+
+
+def reference_of(conn: psycopg.Connection, model_version: str) -> dict[str, Any] | None:
+    """When the version's drift reference was taken and how big it is; None if it has none."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(HAS_REFERENCE, (model_version,)).fetchone()
+
+
+def take_reference(conn: psycopg.Connection, index: IndexInfo, size: int, seed: int, run_id: str | None) -> None:
+    """Remember every chunk text the corpus has now, and keep a sample of their vectors from ``index``."""
+    conn.execute(CREATE_REFERENCE, (index.model_version, run_id))
+    conn.execute(KNOW_CHUNKS, (index.model_version,))
+    sample = sql.SQL(SAMPLE_REFERENCE).format(table=sql.Identifier(index.table))
+    conn.execute(sample, {"version": index.model_version, "seed": str(seed), "size": size})
+    conn.execute(COUNT_REFERENCE, {"version": index.model_version})
+
+
+def reference_sample(conn: psycopg.Connection, model_version: str) -> list[tuple[str, str, Any]]:
+    """(source, doc_id, vector) of each chunk in the version's reference sample."""
+    return conn.execute(REFERENCE_SAMPLE, (model_version,)).fetchall()
+
+
+def new_chunks(conn: psycopg.Connection, index: IndexInfo) -> list[tuple[str, str, str, Any]]:
+    """(content_hash, source, doc_id, vector) of every live chunk text the index's reference did not know."""
+    query = sql.SQL(NEW_CHUNKS).format(table=sql.Identifier(index.table))
+    return conn.execute(query, {"version": index.model_version}).fetchall()
+
+
+def absorb_chunks(conn: psycopg.Connection, model_version: str, rows: Sequence[tuple[str, str, str]]) -> None:
+    """Count (content_hash, source, doc_id) chunk texts as known to the version's reference from now on."""
+    with conn.cursor() as cur:
+        cur.executemany(ABSORB, [(model_version, *row) for row in rows])
+
+
+def record_drift(conn: psycopg.Connection, report: dict[str, Any]) -> None:
+    """Write one drift report row (details as JSON)."""
+    conn.execute(INSERT_DRIFT_REPORT, {**report, "details": Jsonb(report["details"])})
+
+
+def last_finetune(conn: psycopg.Connection) -> datetime | None:
+    """When the latest fine-tune that trained a challenger finished."""
+    row = conn.execute(LAST_FINETUNE).fetchone()
+    return row[0] if row else None

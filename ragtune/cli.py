@@ -71,14 +71,78 @@ def refresh(
         bool,
         typer.Option("--rebuild", help="Embed every chunk again into a new index; the live one serves until then."),
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Shard embedding across this many Dask worker processes (default: RAGTUNE_REFRESH_WORKERS, 1); "
+            "with RAGTUNE_DASK_ADDRESS, this many shards on that cluster.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Chunk new and changed documents and embed only what the champion's index lacks."""
     settings = _settings()
+    if workers is not None:
+        settings = settings.model_copy(update={"refresh_workers": workers})
     from flows.refresh import refresh_flow
 
     result = _guard(lambda: refresh_flow(settings=settings, progress=_interactive(as_json), rebuild=rebuild))
     _emit(result, as_json, render.refresh_summary)
+
+
+@app.command()
+def drift(as_json: JsonFlag = False) -> None:
+    """Score the chunks added or changed since the champion's reference against it: drift or not, and why."""
+    settings = _settings()
+    from flows.drift import drift_flow
+
+    _emit(_guard(lambda: drift_flow(settings=settings)), as_json, render.drift_summary)
+
+
+@app.command()
+def nightly(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Files or directories to ingest (default: setting nightly.sources).", show_default=False),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """One night of the loop: ingest, validate, refresh, check drift, and fine-tune only if it drifted."""
+    settings = _settings()
+    from flows.nightly import nightly_flow
+
+    sources = [str(p) for p in paths] if paths else None
+    result = _guard(lambda: nightly_flow(sources, settings=settings, progress=_interactive(as_json)))
+    _emit(result, as_json, render.nightly_summary)
+
+
+@app.command()
+def serve(as_json: JsonFlag = False) -> None:
+    """Run the nightly flow on its schedule (nightly.cron, nightly.timezone) from this process; Ctrl-C stops it.
+
+    It serves two deployments to the Prefect server at PREFECT_API_URL: nightly-local (scheduled) and
+    finetune-local (run it from the UI). For a worker-based setup, see deployments/prefect.yaml.
+    """
+    settings = _settings()
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        _fail(
+            "ragtune serve needs a Prefect server to schedule on: start one with `prefect server start`, "
+            "then `export PREFECT_API_URL=http://127.0.0.1:4200/api`",
+            2,
+        )
+    if not settings.nightly.sources:
+        _fail("nothing to ingest each night: set nightly.sources (RAGTUNE_NIGHTLY__SOURCES='[\"/data/docs\"]')", 2)
+    from flows.nightly import serve as serve_nightly
+
+    def ready(info: dict[str, Any]) -> None:
+        when = f"cron '{info['cron']}' ({info['timezone']})"
+        _emit(info, as_json, lambda i: f"serving {', '.join(i['deployments'])}: nightly on {when}; Ctrl-C stops")
+
+    _guard(lambda: serve_nightly(settings, ready))
 
 
 @app.command()
@@ -182,12 +246,16 @@ def db_stop(as_json: JsonFlag = False) -> None:
 
 
 @app.command()
-def demo(as_json: JsonFlag = False) -> None:
-    """Play simulated nights on real text (the Python standard library's documentation)."""
+def demo(
+    nights: Annotated[int, typer.Option(min=1, max=4, help="Stop after this many nights (4: through the shift).")] = 4,
+    as_json: JsonFlag = False,
+) -> None:
+    """Play four nights on real text: Python's documentation, its edits, a quiet night, then a shift to the
+    ML libraries' documentation that drifts, fine-tunes, and switches the index if the challenger wins."""
     settings = _settings()
     from flows.demo import demo_flow
 
-    result = _guard(lambda: demo_flow(settings=settings, progress=_interactive(as_json)))
+    result = _guard(lambda: demo_flow(settings=settings, progress=_interactive(as_json), nights=nights))
     _emit(result, as_json, render.demo_summary)
 
 
@@ -242,7 +310,10 @@ def _settings() -> Any:
         os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     if "PREFECT_API_URL" not in os.environ:
         # Without a Prefect server, flow runs go to a local API whose history lives with ragtune's.
-        os.environ.setdefault("PREFECT_HOME", str(settings.home.resolve() / "prefect"))
+        prefect_home = Path(os.environ.setdefault("PREFECT_HOME", str(settings.home.resolve() / "prefect")))
+        prefect_home.mkdir(parents=True, exist_ok=True)  # Prefect creates only the last level
+        # Its start-up (migrations on first use) can pass the default 20 s on a busy 2-core machine.
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     return settings
 
 

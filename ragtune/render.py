@@ -28,10 +28,37 @@ def refresh_summary(r: dict[str, Any]) -> str:
         f"  embedded {r['embedded']:,}   skipped {r['skipped']:,}   deleted {r['deleted']:,}   "
         f"re-chunked documents {r['chunked_documents']:,}   precision {r['precision']}",
     ]
+    if len(r.get("shards", [])) > 1:
+        shares = ", ".join(f"{n:,}" for n in r["shards"])
+        lines.append(f"  embedded in {len(r['shards'])} shards on Dask workers ({shares})")
     if r.get("switched_from"):
         lines.append(f"  searches switched from version {r['switched_from']}'s index to this one")
     lines.append(f"  run {r['run_id']}   MLflow run {r['mlflow_run_id']}")
     return "\n".join(lines)
+
+
+def drift_summary(r: dict[str, Any]) -> str:
+    """The decision, why, and the numbers behind it."""
+    score = "n/a" if r["score"] is None else f"{r['score']:.3f}"
+    p_value = "n/a" if r["p_value"] is None else f"{r['p_value']:.3f}"
+    lines = [
+        f"{'DRIFT' if r['drifted'] else 'no drift'} against model version {r['model_version']}: {r['reason']}",
+        f"  AUC {score} (threshold {r['threshold']})   p {p_value}   reference {r['n_reference']:,} chunks   "
+        f"new since {r['n_current']:,}",
+    ]
+    if r["details"].get("reference_taken_now"):
+        lines.append("  (this model had no reference yet: it was taken now from the index)")
+    lines.append(f"  run {r.get('run_id', '')}   MLflow run {r['mlflow_run_id']}")
+    return "\n".join(lines)
+
+
+def nightly_summary(r: dict[str, Any]) -> str:
+    """Each stage of the night in a line or two."""
+    if r["skipped"]:
+        return f"nightly run skipped: {r['reason']}"
+    parts = [ingest_summary(i) for i in r["ingest"]]
+    parts += [refresh_summary(r["refresh"]), drift_summary(r["drift"]), finetune_summary(r["finetune"])]
+    return "\n".join([*parts, f"night done in {r['seconds']:.0f} s"])
 
 
 def finetune_summary(r: dict[str, Any]) -> str:
@@ -144,15 +171,18 @@ def db_stop_summary(r: dict[str, Any]) -> str:
 
 
 def demo_summary(r: dict[str, Any]) -> str:
-    """Each simulated night, then the state of the store."""
-    parts = []
-    for night in r["nights"]:
-        parts.append(
-            f"== night {night['night']}: {night['story']}\n{ingest_summary(night['ingest'])}\n"
-            f"{refresh_summary(night['refresh'])}"
-        )
+    """Each simulated night, the searches before and after a switch, then the state of the store."""
+    parts = [f"== night {night['night']}: {night['story']}\n{nightly_summary(night)}" for night in r["nights"]]
     for example in r["searches"]:
         parts.append(f"== search: {example['query']}\n{search_results({'results': example['hits']})}")
+    shift = r.get("shift_searches")
+    if shift:
+        for before, after in zip(shift["before"], shift["after"], strict=True):
+            lines = [f"== search after the shift: {before['query']}"]
+            for label, found in (("previous champion", before), ("new champion", after)):
+                titles = ", ".join(f"{h['doc_id']} ({h['score']:.3f})" for h in found["hits"])
+                lines.append(f"  {label} v{found['model_version']}: {titles}")
+            parts.append("\n".join(lines))
     parts.append("== status\n" + status_summary(r["status"]))
     parts.append("\n".join(r["next_steps"]))
     return "\n\n".join(parts)

@@ -56,3 +56,21 @@ def test_a_misspelt_key_in_ragtune_toml_is_rejected(monkeypatch, tmp_path: Path)
     (tmp_path / "ragtune.toml").write_text("batch_sise = 10\n")
     with pytest.raises(ValidationError, match="batch_sise"):
         Settings()
+
+
+def test_nightly_and_drift_settings_come_from_the_environment(monkeypatch, tmp_path: Path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAGTUNE_NIGHTLY__SOURCES", '["/data/docs", "/data/faq.jsonl"]')
+    monkeypatch.setenv("RAGTUNE_NIGHTLY__TIMEZONE", "Europe/Berlin")
+    monkeypatch.setenv("RAGTUNE_DRIFT__THRESHOLD", "0.8")
+    settings = Settings()
+    assert settings.nightly.sources == [Path("/data/docs"), Path("/data/faq.jsonl")]
+    assert (settings.nightly.cron, settings.nightly.timezone) == ("0 2 * * *", "Europe/Berlin")
+    assert settings.drift.threshold == 0.8 and settings.drift.alpha == 0.01
+
+
+def test_an_unknown_time_zone_is_refused_with_an_example(monkeypatch, tmp_path: Path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAGTUNE_NIGHTLY__TIMEZONE", "Mars/Olympus")
+    with pytest.raises(ValidationError, match="not an IANA time zone"):
+        Settings()
