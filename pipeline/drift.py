@@ -211,8 +211,10 @@ def measure(
         reference_info = store.reference_of(conn, index.model_version) or {}
         reference = _sample([(s, d, v) for s, d, v in store.reference_sample(conn, index.model_version)])
         new = store.new_chunks(conn, index)
+        picked = _subsample(new, options.current_size, options.seed)  # only these vectors are read
+        vectors = store.vectors_of(conn, index, [h for h, _, _ in picked])
         last_finetune = store.last_finetune(conn)
-    current = _sample(_subsample(new, options.current_size, options.seed))
+    current = _sample([(source, doc_id, vectors[h]) for h, source, doc_id in picked])
     score = None
     if len(current) >= 2 * options.folds:  # scored even below min_samples: the number is informative
         try:
@@ -252,7 +254,7 @@ def measure(
         row = report.as_dict()
         store.record_drift(conn, {**row, "run_id": run_id, "details": {**row["details"], "reason": reason}})
         if absorb:
-            store.absorb_chunks(conn, index.model_version, [(h, src, doc) for h, src, doc, _ in new])
+            store.absorb_chunks(conn, index.model_version, new)
     return report
 
 
@@ -263,12 +265,12 @@ def _sample(rows: list[tuple[str, str, Any]]) -> Sample:
     return Sample(vectors.astype(np.float32), [f"{s}/{d}" for s, d, _ in rows])
 
 
-def _subsample(rows: list[tuple[str, str, str, Any]], size: int, seed: int) -> list[tuple[str, str, Any]]:
+def _subsample(rows: list[tuple[str, str, str]], size: int, seed: int) -> list[tuple[str, str, str]]:
     """Up to ``size`` of the new chunks, the same ones for the same corpus."""
-    if len(rows) > size:
-        picked = np.random.default_rng(seed).choice(len(rows), size=size, replace=False)
-        rows = [rows[i] for i in sorted(picked)]
-    return [(source, doc_id, vector) for _, source, doc_id, vector in rows]
+    if len(rows) <= size:
+        return rows
+    picked = np.random.default_rng(seed).choice(len(rows), size=size, replace=False)
+    return [rows[i] for i in sorted(picked)]
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -604,12 +604,13 @@ WHERE model_version = %s AND embedding IS NOT NULL ORDER BY content_hash
 """
 # Chunk texts the reference did not know: added or changed since, embedded by the same model.
 NEW_CHUNKS = """
-SELECT DISTINCT ON (c.content_hash) c.content_hash, c.source, c.doc_id, v.embedding
+SELECT DISTINCT ON (c.content_hash) c.content_hash, c.source, c.doc_id
 FROM chunks c JOIN {table} v USING (content_hash)
 WHERE NOT EXISTS (
     SELECT 1 FROM drift_reference_chunks r WHERE r.model_version = %(version)s AND r.content_hash = c.content_hash)
 ORDER BY c.content_hash, c.source, c.doc_id
 """
+VECTORS_OF = "SELECT content_hash, embedding FROM {table} WHERE content_hash = ANY(%s)"
 ABSORB = """
 INSERT INTO drift_reference_chunks (model_version, content_hash, source, doc_id) VALUES (%s, %s, %s, %s)
 ON CONFLICT DO NOTHING
@@ -645,10 +646,16 @@ def reference_sample(conn: psycopg.Connection, model_version: str) -> list[tuple
     return conn.execute(REFERENCE_SAMPLE, (model_version,)).fetchall()
 
 
-def new_chunks(conn: psycopg.Connection, index: IndexInfo) -> list[tuple[str, str, str, Any]]:
-    """(content_hash, source, doc_id, vector) of every live chunk text the index's reference did not know."""
+def new_chunks(conn: psycopg.Connection, index: IndexInfo) -> list[tuple[str, str, str]]:
+    """(content_hash, source, doc_id) of every indexed chunk text the index's reference did not know."""
     query = sql.SQL(NEW_CHUNKS).format(table=sql.Identifier(index.table))
     return conn.execute(query, {"version": index.model_version}).fetchall()
+
+
+def vectors_of(conn: psycopg.Connection, index: IndexInfo, hashes: Sequence[str]) -> dict[str, Any]:
+    """The index's vectors of the given chunk texts, by content hash."""
+    query = sql.SQL(VECTORS_OF).format(table=sql.Identifier(index.table))
+    return dict(conn.execute(query, (list(hashes),)).fetchall())
 
 
 def absorb_chunks(conn: psycopg.Connection, model_version: str, rows: Sequence[tuple[str, str, str]]) -> None:

@@ -145,6 +145,9 @@ def test_new_documents_are_compared_and_a_shift_calls_for_a_fine_tune(env, tmp_p
     artifacts = [a.path for a in client.list_artifacts(result["mlflow_run_id"], "plots")]
     assert artifacts == ["plots/drift.png"]
     assert "**drift**" in latest_artifact("drift-report")
+    sampled = drift_flow(settings=env.model_copy(update={"drift": DriftOptions(current_size=50)}))
+    assert (sampled["n_current"], sampled["details"]["compared"]) == (new_chunk_texts, 50)
+    assert sampled["drifted"] is True  # a seeded sample of the new chunks tells the same story
 
 
 def test_a_recent_fine_tune_holds_drift_back_for_the_cool_down(env, tmp_path):
