@@ -40,8 +40,8 @@ class DriftOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    # AUC at or above this is drift. 0.75: two random halves of one corpus score 0.43-0.56 (see
-    # benchmarks/drift.py), a move to another domain's documentation 0.95 and more.
+    # AUC at or above this is drift. 0.75: random halves of the standard library's docs score 0.41 to
+    # 0.61 over 20 seeds, a move to the ML libraries' docs 1.00 (benchmarks/drift.py, MiniLM).
     threshold: float = Field(0.75, ge=0.5, le=1.0)
     alpha: float = Field(0.01, gt=0.0, lt=1.0)  # and the permutation test must reject "no difference"
     min_samples: int = Field(100, ge=10)  # new chunk texts needed before drift can be called
