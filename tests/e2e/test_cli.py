@@ -122,19 +122,24 @@ def test_db_stop_refuses_to_manage_an_external_server(run):
     assert "RAGTUNE_DATABASE_URL is set" in result.stderr
 
 
-def test_demo_plays_the_first_three_nights_on_the_default_relative_home(prefect_api, database_url, tmp_path):
+def play_demo(prefect_api: str, database_url: str, cwd: Path, *args: str, timeout: int) -> dict:
+    """`ragtune demo --json` on the default home (./.ragtune under ``cwd``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAGTUNE_")}
-    env.update(RAGTUNE_DATABASE_URL=database_url, PREFECT_API_URL=prefect_api)  # home: ./.ragtune
+    env.update(RAGTUNE_DATABASE_URL=database_url, PREFECT_API_URL=prefect_api)
     result = subprocess.run(
-        [sys.executable, "-m", "ragtune", "demo", "--nights", "3", "--json"],
+        [sys.executable, "-m", "ragtune", "demo", *args, "--json"],
         env=env,
-        cwd=tmp_path,
+        cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stderr
-    demo = json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+def test_demo_plays_the_first_three_nights_on_the_default_relative_home(prefect_api, database_url, tmp_path):
+    demo = play_demo(prefect_api, database_url, tmp_path, "--nights", "3", timeout=300)
     first, second, quiet = (night["ingest"][0] for night in demo["nights"])
     embedded = [night["refresh"]["embedded"] for night in demo["nights"]]
     drifts = [night["drift"] for night in demo["nights"]]
@@ -159,18 +164,7 @@ def test_demo_plays_the_first_three_nights_on_the_default_relative_home(prefect_
 
 @pytest.mark.slow
 def test_the_full_demo_drifts_on_the_shift_and_fine_tunes(prefect_api, database_url, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGTUNE_")}
-    env.update(RAGTUNE_DATABASE_URL=database_url, PREFECT_API_URL=prefect_api)
-    result = subprocess.run(
-        [sys.executable, "-m", "ragtune", "demo", "--json"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert result.returncode == 0, result.stderr
-    demo = json.loads(result.stdout)
+    demo = play_demo(prefect_api, database_url, tmp_path, timeout=1200)
     shift = demo["nights"][3]
     assert shift["ingest"][0]["inserted"] > 100  # the ML libraries' pages
     assert shift["drift"]["drifted"] and shift["drift"]["score"] >= 0.9, shift["drift"]["reason"]
