@@ -33,7 +33,21 @@ def free_port() -> int:
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     """A child in its own session, so stop() takes down its children (flow runs) too."""
     with log.open("wb") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            args,
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_interruptible,
+        )
+
+
+def _interruptible() -> None:
+    """Ctrl-C as in a terminal: a test run started in the background (nohup, `cmd &`) ignores SIGINT,
+    and a child inherits that, so `ragtune serve` would never see the signal this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
