@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.nightly import nightly_flow
 from infra import database
-from pipeline import demo, registry, retrieve, store
+from pipeline import demo, retrieve, store
 from pipeline.settings import Settings
 
 SOURCE = "docs"
@@ -33,9 +33,9 @@ def read_status(settings: Settings) -> dict[str, Any]:
 def search_with(settings: Settings, version: str, queries: tuple[str, ...]) -> list[dict[str, Any]]:
     """Search with one model version and its own index (a kept one, after a switch)."""
     pool = database.connect(settings)
-    index = retrieve.index_of_version(pool, version)
-    encoder = registry.cached_encoder(settings.tracking_uri, version, str(settings.model_cache))
-    found = {q: retrieve.search(pool, encoder, index, q, 3) for q in queries}
+    found = {
+        q: retrieve.search_version(pool, settings.tracking_uri, settings.model_cache, version, q, 3) for q in queries
+    }
     return [{"query": q, "model_version": version, "hits": [h.as_dict() for h in hits]} for q, hits in found.items()]
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
@@ -12,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from psycopg_pool import ConnectionPool
 
 from flows.refresh import connect
-from pipeline import drift, plots, report, runs, tracking
+from pipeline import drift, report, runs
 from pipeline.settings import Settings
 
 
@@ -23,18 +21,7 @@ def measure(pool: ConnectionPool, options: drift.DriftOptions, run_id: str) -> d
 
 @task(cache_policy=NO_CACHE)
 def log_to_mlflow(settings: Settings, result: drift.DriftReport) -> str:
-    data = result.as_dict()
-    fields = report.drift_mlflow_fields(data)
-    run = tracking.start_run(
-        settings.tracking_uri, settings.mlflow_artifacts, "ragtune-drift", "drift", fields["params"], {}
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        artifacts = {"report": Path(tmp) / "drift.md"}
-        artifacts["report"].write_text(report.drift_markdown(data), encoding="utf-8")
-        if result.projection is not None:
-            artifacts["plots"] = plots.drift_figure(data, result.projection, Path(tmp) / "drift.png")
-        tracking.finish_run(settings.tracking_uri, run, fields["metrics"], fields["tags"], artifacts)
-    return run
+    return drift.record_in_mlflow(settings.tracking_uri, settings.mlflow_artifacts, result)
 
 
 @flow(name="drift")

@@ -18,9 +18,11 @@ the permutation test behind the p-value shuffles the labels of whole documents.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -256,6 +258,22 @@ def measure(
         if absorb:
             store.absorb_chunks(conn, index.model_version, new)
     return report
+
+
+def record_in_mlflow(tracking_uri: str, artifact_root: Path, result: DriftReport) -> str:
+    """Log a drift check as a run of experiment ragtune-drift, with its report and plot; return the run id."""
+    from pipeline import plots, report, tracking  # MLflow and matplotlib: not at import, Settings imports this
+
+    data = result.as_dict()
+    fields = report.drift_mlflow_fields(data)
+    run = tracking.start_run(tracking_uri, artifact_root, "ragtune-drift", "drift", fields["params"], {})
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts = {"report": Path(tmp) / "drift.md"}
+        artifacts["report"].write_text(report.drift_markdown(data), encoding="utf-8")
+        if result.projection is not None:
+            artifacts["plots"] = plots.drift_figure(data, result.projection, Path(tmp) / "drift.png")
+        tracking.finish_run(tracking_uri, run, fields["metrics"], fields["tags"], artifacts)
+    return run
 
 
 def _sample(rows: list[tuple[str, str, Any]]) -> Sample:

@@ -10,6 +10,8 @@ from pipeline.embed import Encoder
 from pipeline.errors import UserError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from psycopg_pool import ConnectionPool
 
 
@@ -67,3 +69,13 @@ def search(pool: ConnectionPool, encoder: Encoder, index: store.IndexInfo, text:
         )
         for r in rows
     ]
+
+
+def search_version(
+    pool: ConnectionPool, tracking_uri: str, cache: Path, version: str, text: str, k: int = 10
+) -> list[Hit]:
+    """The k chunks nearest to the text in one model version's own index (a kept one too), with that version."""
+    from pipeline import registry
+
+    encoder = registry.cached_encoder(tracking_uri, version, str(cache))
+    return search(pool, encoder, index_of_version(pool, version), text, k)
