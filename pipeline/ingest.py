@@ -85,6 +85,7 @@ def ingest(
     problems: Counter[str] = Counter()
     with store.transaction(pool) as conn, counter("ingesting rows", options.progress) as show:
         store.prepare_ingest(conn)
+        store.claim_ingest(conn, run_id)  # a killed ingest's run is marked interrupted here
         for source in sources:
             problems += _ingest_source(conn, source, validator, options, report, show)
         if options.snapshot:

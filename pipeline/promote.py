@@ -63,7 +63,7 @@ def promote(
     text they embed). The refresh lock is held throughout, so no refresh interleaves. The new
     champion's drift reference is taken from the index it gets: what it knew when promoted.
     """
-    with _locked(pool):
+    with _locked(pool, run_id):
         built = refresh.fill_index(pool, encoder, version, options, run_id)
         with pool.connection() as conn:
             index = store.index_of(conn, version)
@@ -84,15 +84,16 @@ def rollback(pool: ConnectionPool, tracking_uri: str, target: str | None, run_id
     target = registry.resolve(tracking_uri, target)
     if target == current:
         raise UserError(f"version {target} is already champion; name another version: `ragtune rollback VERSION`")
-    with _locked(pool):
+    with _locked(pool, run_id):
         return _move(pool, tracking_uri, target, f"rollback from version {current}", run_id, retention)
 
 
 @contextlib.contextmanager
-def _locked(pool: ConnectionPool) -> Iterator[None]:
+def _locked(pool: ConnectionPool, run_id: str) -> Iterator[None]:
     with store.exclusive(pool, refresh.LOCK) as alone:
         if not alone:
             raise UserError("a refresh or reindex is running against this database; wait for it, then run again")
+        store.mark_interrupted(pool, refresh.LOCKED_KINDS, run_id)
         yield
 
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 PROBE_SIZE = 32
 LOCK = "ragtune.refresh"  # held by refresh and reindex: one writer of vector tables at a time
+LOCKED_KINDS = ("refresh", "reindex", "rollback")  # runs that hold LOCK: the holder knows the others are dead
 
 ChunkText = tuple[str, str | None, str | None, str]  # (content_hash, title, heading, text) as store reads it
 
@@ -112,6 +113,7 @@ def refresh(
             raise UserError("another refresh is running against this database; wait for it to finish, then run again")
         if still_champion is not None and not still_champion():
             raise UserError("champion moved while this refresh started; run `ragtune refresh` again")
+        store.mark_interrupted(pool, LOCKED_KINDS, run_id)
         report = fill_index(pool, encoder, model_version, options, run_id, rebuild, embed)
         with store.transaction(pool) as conn:
             # Searches follow the champion: this switches on first use, and finishes a move that a

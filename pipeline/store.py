@@ -21,6 +21,12 @@ FINISH_RUN = """
 UPDATE runs SET status = %(status)s, finished_at = now(), stats = %(stats)s, error = %(error)s
 WHERE run_id = %(run_id)s
 """
+# Runs of these kinds that the caller, holding their lock, knows to be dead: no live process runs them.
+MARK_INTERRUPTED = """
+UPDATE runs SET status = 'interrupted', finished_at = now(),
+    error = 'ended without recording how (killed, crashed, or cut off from the database); run ' || %(by)s || ' took over'
+WHERE status = 'running' AND kind = ANY(%(kinds)s) AND run_id <> %(by)s::uuid AND started_at < %(since)s
+"""
 
 # Staging tables live only for the ingest transaction.
 CREATE_STAGING = """
@@ -132,6 +138,43 @@ def finish_run(pool: ConnectionPool, run_id: str, status: str, stats: dict[str, 
     """Record how a run ended: succeeded, failed or refused."""
     with transaction(pool) as conn:
         conn.execute(FINISH_RUN, {"run_id": run_id, "status": status, "stats": Jsonb(stats), "error": error})
+
+
+def mark_interrupted(pool: ConnectionPool, kinds: Sequence[str], by_run: str) -> int:
+    """Mark runs of ``kinds`` still 'running' from before ``by_run`` as interrupted; return how many.
+
+    Call it only while holding the lock every run of these kinds holds: then none of them is alive.
+    """
+    with transaction(pool) as conn:
+        since = conn.execute("SELECT started_at FROM runs WHERE run_id = %s", (by_run,)).fetchone()
+        if since is None:  # a run id not recorded here (a library caller's own): nothing to compare with
+            return 0
+        params = {"kinds": list(kinds), "by": by_run, "since": since[0]}
+        return conn.execute(MARK_INTERRUPTED, params).rowcount
+
+
+INGESTING = "ragtune.ingest"  # every ingest transaction holds it shared; exclusive means no other is alive
+
+
+def claim_ingest(conn: psycopg.Connection, run_id: str) -> int:
+    """Mark this ingest as alive for its transaction; sweep dead ingests' runs if none is alive. Return them.
+
+    A live ingest holds a shared advisory lock for its whole transaction. Whoever gets it exclusively
+    knows every other 'running' ingest run belongs to a process that died, and takes its shared lock
+    before letting go, so there is no moment when this one looks dead.
+    """
+    swept = 0
+    alone = conn.execute(TRY_LOCK, (INGESTING,)).fetchone()
+    if alone and alone[0]:
+        since = conn.execute("SELECT started_at FROM runs WHERE run_id = %s", (run_id,)).fetchone()
+        if since is not None:
+            params = {"kinds": ["ingest"], "by": run_id, "since": since[0]}
+            swept = conn.execute(MARK_INTERRUPTED, params).rowcount
+        conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext(%s))", (INGESTING,))
+        conn.execute(UNLOCK, (INGESTING,))
+    else:
+        conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext(%s))", (INGESTING,))
+    return swept
 
 
 def prepare_ingest(conn: psycopg.Connection) -> None:

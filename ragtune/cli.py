@@ -332,7 +332,29 @@ def _guard(action: Callable[[], Any]) -> Any:
     except Exception as exc:
         if os.environ.get("RAGTUNE_DEBUG"):
             raise
+        if _lost_database(exc):
+            _fail(
+                f"lost the database in the middle of the run ({_first_line(exc)}); what was committed is whole "
+                "and nothing half-written was kept. Check that the database is running (the embedded one "
+                "starts again on the next command), then run the same command again to finish the job",
+                1,
+            )
         _fail(f"{type(exc).__name__}: {exc} (set RAGTUNE_DEBUG=1 to see the traceback)", 1)
+
+
+def _lost_database(exc: BaseException) -> bool:
+    """Whether an error means the database went away (stopped, restarted, unreachable) mid-run."""
+    import psycopg
+    from psycopg_pool import PoolTimeout
+
+    return isinstance(exc, psycopg.OperationalError | PoolTimeout)
+
+
+def _first_line(exc: BaseException) -> str:
+    from infra.database import redact
+
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return redact(f"{type(exc).__name__}: {lines[0] if lines else 'no detail'}")
 
 
 def _emit(result: Any, as_json: bool, human: Callable[[Any], str]) -> None:
