@@ -84,9 +84,9 @@ def sharded_embedder(settings: Settings, version: str) -> refresh.Embedder:
     for_workers = settings.model_copy(update={"database_url": SecretStr(database.database_url(settings))})
 
     def embed(
-        index: store.IndexInfo, todo: list[refresh.ChunkText], options: refresh.RefreshOptions
+        index: store.IndexInfo, missing: int, options: refresh.RefreshOptions
     ) -> list[refresh.EmbedStats]:
-        # todo stays here: each shard reads its own share from the database.
+        # Each shard reads its own share from the database, a page at a time.
         subflow = embed_shards.with_options(task_runner=dask_task_runner(settings))
         # Workers get the settings with the run context: with this process's API URL in them, an
         # ephemeral API's too, their task runs report here instead of to a temporary API of their own.

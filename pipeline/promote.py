@@ -113,7 +113,7 @@ def _move(pool: ConnectionPool, tracking_uri: str, version: str, reason: str, ru
         move.index = index.table
         move.switched = store.switch_index(conn, version) is not None
         move.dropped_indexes = store.drop_retired_indexes(conn, retention)
-        move.behind = len(store.chunks_to_embed(conn, index))
+        move.behind = store.count_to_embed(conn, index)
     if move.behind:
         move.note = f"its index lacks {move.behind} chunk texts added since it retired; `ragtune refresh` adds them"
     return move

@@ -85,10 +85,10 @@ class EmbedStats:
     model_seconds: float
 
 
-# Embeds the missing chunk texts (index, todo, options at a settled precision), committing batch by batch,
-# and returns one EmbedStats per shard. The default embeds in this process, in one shard; a sharded one
-# may have each shard read its share from the database (embed_shard) rather than ship the texts.
-Embedder = Callable[[store.IndexInfo, list[ChunkText], RefreshOptions], list[EmbedStats]]
+# Embeds the chunk texts the index lacks (index, how many, options at a settled precision), committing
+# batch by batch, and returns one EmbedStats per shard. The default embeds in this process, in one shard;
+# a sharded one has each shard read its share from the database (embed_shard).
+Embedder = Callable[[store.IndexInfo, int, RefreshOptions], list[EmbedStats]]
 
 
 def refresh(
@@ -152,9 +152,9 @@ def fill_index(
     report = RefreshReport(run_id=run_id, model_version=model_version, index=live.table)
     report.chunked_documents, report.dropped_chunks = sync_chunks(pool, encoder.tokenizer, options)
     with pool.connection() as conn:
-        todo = store.chunks_to_embed(conn, index)
-        report.skipped = store.count_live_hashes(conn) - len(todo)
-    _embed_missing(pool, encoder, index, todo, options, report, embed)
+        missing = store.count_to_embed(conn, index)
+        report.skipped = store.count_live_hashes(conn) - missing
+    _embed_missing(pool, encoder, index, missing, options, report, embed)
     with store.transaction(pool) as conn:
         report.hnsw_built = store.ensure_hnsw(conn, index)
         report.deleted = store.delete_orphan_vectors(conn, index)
@@ -168,54 +168,72 @@ def _embed_missing(
     pool: ConnectionPool,
     encoder: Encoder,
     index: store.IndexInfo,
-    todo: list[ChunkText],
+    missing: int,
     options: RefreshOptions,
     report: RefreshReport,
     embed: Embedder | None,
 ) -> None:
-    """Settle the precision once for every shard, have ``embed`` (or this process) embed ``todo``, report it."""
+    """Settle the precision once for every shard, have ``embed`` (or this process) embed what is missing."""
     tick = time.perf_counter()
-    probe = [embedding_text(title, heading, text) for _, title, heading, text in todo[:PROBE_SIZE]]
+    with pool.connection() as conn:
+        first = store.chunks_to_embed(conn, index, limit=PROBE_SIZE)
+    probe = [embedding_text(title, heading, text) for _, title, heading, text in first]
     precision = _choose_precision(encoder, probe, options.precision)  # the probe is model work too
     report.model_seconds += time.perf_counter() - tick
     report.precision, report.probe_cosine = precision.name, precision.probe_cosine
     settled = replace(options, precision=precision.name)
-    if not todo:
+    if not missing:
         shards: list[EmbedStats] = []
     elif embed is None:
-        shards = [embed_chunks(pool, encoder, index, todo, settled)]
+        shards = [embed_chunks(pool, encoder, index, settled, total=missing)]
     else:
-        shards = embed(index, todo, settled)
+        shards = embed(index, missing, settled)
     report.embedded = sum(shard.embedded for shard in shards)
     report.model_seconds += max((shard.model_seconds for shard in shards), default=0.0)  # side by side
     report.shards = [shard.embedded for shard in shards]
 
 
 def embed_chunks(
-    pool: ConnectionPool, encoder: Encoder, index: store.IndexInfo, todo: list[ChunkText], options: RefreshOptions
+    pool: ConnectionPool,
+    encoder: Encoder,
+    index: store.IndexInfo,
+    options: RefreshOptions,
+    shard: int = 0,
+    shards: int = 1,
+    total: int | None = None,
 ) -> EmbedStats:
-    """Embed the chunk texts in ``todo`` and append them to the index, one committed COPY per batch."""
-    texts = [embedding_text(title, heading, text) for _, title, heading, text in todo]
-    tick = time.perf_counter()
-    if encoder.precision.name != options.precision:  # a shard's own encoder, or a caller that left it "auto"
-        _choose_precision(encoder, texts[:PROBE_SIZE], options.precision)
-    model_seconds = time.perf_counter() - tick
-    with counter("embedding chunks", options.progress, total=len(todo)) as show:
-        encoded = 0
+    """Embed the chunk texts the index lacks (one shard's share of them) and append them to the index.
+
+    They are read a page at a time in content-hash order, and each page is encoded and written with
+    one committed COPY: memory stays flat however large the corpus, and a crash loses one page.
+    """
+    embedded, encoded, model_seconds, after = 0, 0, 0.0, ""
+    with counter("embedding chunks", options.progress, total=total) as show:
 
         def advance(n: int) -> None:  # after each encoder batch, not each write: the bar keeps moving
             nonlocal encoded
             encoded += n
             show(encoded, encoder.precision.name)
 
-        for start in range(0, len(todo), options.write_batch):
+        while True:
+            with pool.connection() as conn:  # every shard pages through all; each keeps its own
+                page = store.chunks_to_embed(conn, index, after=after, limit=options.write_batch * shards)
+            if not page:
+                break
+            after = page[-1][0]
+            mine = [row for row in page if shard_of(row[0], shards) == shard]
+            texts = [embedding_text(title, heading, text) for _, title, heading, text in mine]
+            if not texts:
+                continue
             tick = time.perf_counter()
-            vectors = encoder.encode(texts[start : start + options.write_batch], on_batch=advance)
+            if encoder.precision.name != options.precision:  # a shard's own encoder, or a caller that left "auto"
+                _choose_precision(encoder, texts[:PROBE_SIZE], options.precision)
+            vectors = encoder.encode(texts, on_batch=advance)
             model_seconds += time.perf_counter() - tick
-            hashes = [row[0] for row in todo[start : start + options.write_batch]]
             with store.transaction(pool) as conn:
-                store.write_vectors(conn, index, list(zip(hashes, vectors, strict=True)))
-    return EmbedStats(embedded=len(todo), model_seconds=model_seconds)
+                store.write_vectors(conn, index, list(zip([row[0] for row in mine], vectors, strict=True)))
+            embedded += len(mine)
+    return EmbedStats(embedded=embedded, model_seconds=model_seconds)
 
 
 def embed_shard(
@@ -226,9 +244,7 @@ def embed_shard(
     Shards are cut by content hash, so they stay disjoint however far the others have got, and each
     commits its own batches: after a crash, the next refresh carries on from what every shard committed.
     """
-    with pool.connection() as conn:
-        todo = [row for row in store.chunks_to_embed(conn, index) if shard_of(row[0], shards) == shard]
-    return embed_chunks(pool, encoder, index, todo, options)
+    return embed_chunks(pool, encoder, index, options, shard, shards)
 
 
 def shard_of(content_hash: str, shards: int) -> int:
@@ -240,15 +256,16 @@ def sync_chunks(pool: ConnectionPool, tokenizer: Tokenizer, options: RefreshOpti
     """Re-chunk new and changed documents, drop the chunks of deleted ones; return both counts."""
     with store.transaction(pool) as conn:
         dropped = store.drop_tombstoned_chunks(conn)
-        stale = store.stale_documents(conn)
-        with counter("chunking documents", options.progress, total=len(stale)) as show:
-            for done, doc in enumerate(stale, start=1):
+        done = 0
+        with counter("chunking documents", options.progress, total=store.count_stale_documents(conn)) as show:
+            for doc in store.stale_documents(conn):  # streamed from a server-side cursor
                 chunks = chunk_document(
                     doc.source, doc.doc_id, doc.version, doc.title, doc.text, doc.format, tokenizer, options.chunk
                 )
                 store.replace_chunks(conn, doc.source, doc.doc_id, chunks)
+                done += 1
                 show(done, "")
-    return len(stale), dropped
+    return done, dropped
 
 
 def _choose_precision(encoder: Encoder, texts: list[str], wanted: str) -> Precision:

@@ -24,7 +24,8 @@ WHERE run_id = %(run_id)s
 # Runs of these kinds that the caller, holding their lock, knows to be dead: no live process runs them.
 MARK_INTERRUPTED = """
 UPDATE runs SET status = 'interrupted', finished_at = now(),
-    error = 'ended without recording how (killed, crashed, or cut off from the database); run ' || %(by)s || ' took over'
+    error = 'ended without recording how (killed, crashed, or cut off from the database); '
+        || 'run ' || %(by)s || ' took over'
 WHERE status = 'running' AND kind = ANY(%(kinds)s) AND run_id <> %(by)s::uuid AND started_at < %(since)s
 """
 
@@ -310,11 +311,20 @@ DELETE FROM chunks c USING documents d
 WHERE c.source = d.source AND c.doc_id = d.doc_id AND d.deleted_at IS NOT NULL
 """
 COUNT_LIVE_HASHES = "SELECT count(DISTINCT content_hash) FROM chunks"
+# A page of the chunk texts an index lacks, in content-hash order after the last one read.
 TO_EMBED = """
 SELECT DISTINCT ON (c.content_hash) c.content_hash, d.title, c.heading, c.text
 FROM chunks c JOIN documents d USING (source, doc_id)
 WHERE NOT EXISTS (SELECT 1 FROM {table} v WHERE v.content_hash = c.content_hash)
+  AND c.content_hash > %(after)s
+ORDER BY c.content_hash
+LIMIT %(limit)s
 """
+COUNT_TO_EMBED = """
+SELECT count(DISTINCT c.content_hash) FROM chunks c
+WHERE NOT EXISTS (SELECT 1 FROM {table} v WHERE v.content_hash = c.content_hash)
+"""
+COUNT_STALE_DOCUMENTS = "SELECT count(*) FROM (" + STALE_DOCUMENTS + ") stale"
 DELETE_ORPHAN_VECTORS = """
 DELETE FROM {table} v WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.content_hash = v.content_hash)
 """
@@ -370,9 +380,22 @@ def active_index(conn: psycopg.Connection) -> IndexInfo | None:
     return IndexInfo(str(row[0]), row[1], int(row[2])) if row else None
 
 
-def stale_documents(conn: psycopg.Connection) -> list[StaleDocument]:
-    """Live documents whose chunks are missing or out of date."""
-    return [StaleDocument(*row) for row in conn.execute(STALE_DOCUMENTS)]
+def stale_documents(conn: psycopg.Connection, page: int = 500) -> Iterator[StaleDocument]:
+    """Live documents whose chunks are missing or out of date, ``page`` at a time from a server-side cursor.
+
+    Call it inside a transaction; other statements may run on the connection between documents.
+    """
+    with conn.cursor(name="ragtune_stale_documents") as cursor:
+        cursor.itersize = page
+        cursor.execute(STALE_DOCUMENTS)
+        for row in cursor:
+            yield StaleDocument(*row)
+
+
+def count_stale_documents(conn: psycopg.Connection) -> int:
+    """How many documents ``stale_documents`` will yield."""
+    row = conn.execute(COUNT_STALE_DOCUMENTS).fetchone()
+    return int(row[0]) if row else 0
 
 
 def replace_chunks(conn: psycopg.Connection, source: str, doc_id: str, chunks: Sequence[Any]) -> None:
@@ -406,9 +429,19 @@ def count_live_hashes(conn: psycopg.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-def chunks_to_embed(conn: psycopg.Connection, index: IndexInfo) -> list[tuple[str, str | None, str | None, str]]:
-    """(content_hash, title, heading, text) of each chunk text the index does not hold yet."""
-    return conn.execute(sql.SQL(TO_EMBED).format(table=sql.Identifier(index.table))).fetchall()
+def chunks_to_embed(
+    conn: psycopg.Connection, index: IndexInfo, after: str = "", limit: int | None = None
+) -> list[tuple[str, str | None, str | None, str]]:
+    """(content_hash, title, heading, text) of the chunk texts the index lacks: hash order, the first
+    ``limit`` after the hash ``after`` (read page by page: each page's last hash is the next ``after``)."""
+    query = sql.SQL(TO_EMBED).format(table=sql.Identifier(index.table))
+    return conn.execute(query, {"after": after, "limit": limit}).fetchall()
+
+
+def count_to_embed(conn: psycopg.Connection, index: IndexInfo) -> int:
+    """How many chunk texts the index lacks."""
+    row = conn.execute(sql.SQL(COUNT_TO_EMBED).format(table=sql.Identifier(index.table))).fetchone()
+    return int(row[0]) if row else 0
 
 
 def write_vectors(conn: psycopg.Connection, index: IndexInfo, rows: Sequence[tuple[str, Any]]) -> None:

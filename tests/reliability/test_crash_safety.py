@@ -82,11 +82,11 @@ def run_statuses(url: str, kind: str) -> list[str]:
 def test_refresh_killed_while_chunking_embedding_and_switching_then_rerun_equals_a_clean_build(
     env, database_url, clean_url, tmp_path, tiny_model
 ):
-    corpus = Corpus(tmp_path / "corpus", size=6000)
+    corpus = Corpus(tmp_path / "corpus", size=4000)
     snapshots = [corpus.write()]
     ragtune(env, "ingest", str(snapshots[0]), "--snapshot")
     ragtune(env, "refresh")
-    corpus.change(edit=0.35, add=4000, delete=0.1)
+    corpus.change(edit=0.35, add=2500, delete=0.1)
     snapshots.append(corpus.write())
     ragtune(env, "ingest", str(snapshots[1]), "--snapshot")
 
