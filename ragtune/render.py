@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+# C0 and C1 control characters, DEL: in user data they would move the cursor, recolour or retitle
+# the terminal, or forge extra output lines; they are shown escaped instead (--json keeps them).
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+
+
+def shown(value: object) -> str:
+    """User data (ids, titles, text, reasons) fit for a terminal: control characters escaped, nothing else."""
+    return str(value).translate(_CONTROL)
+
 
 def ingest_summary(r: dict[str, Any]) -> str:
     """A few lines on one ingest."""
     lines = [
-        f"ingested {', '.join(r['sources'])}: {r['rows_read']:,} rows read",
+        f"ingested {shown(', '.join(r['sources']))}: {r['rows_read']:,} rows read",
         f"  inserted {r['inserted']:,}   updated {r['updated']:,}   unchanged {r['unchanged']:,}   "
         f"deleted {r['deleted']:,}   quarantined {r['quarantined']:,}",
     ]
@@ -104,9 +113,10 @@ def search_results(r: dict[str, Any]) -> str:
         return "no results"
     blocks = []
     for rank, hit in enumerate(r["results"], start=1):
-        where = " > ".join(part for part in (hit["title"], hit["heading"]) if part)
-        snippet = " ".join(hit["text"].split())[:200]
-        blocks.append(f"{rank:>2}. {hit['score']:.3f}  {hit['source']}:{hit['doc_id']}  {where}\n    {snippet}")
+        where = shown(" > ".join(part for part in (hit["title"], hit["heading"]) if part))
+        snippet = shown(" ".join(hit["text"].split())[:200])
+        found = shown(f"{hit['source']}:{hit['doc_id']}")
+        blocks.append(f"{rank:>2}. {hit['score']:.3f}  {found}  {where}\n    {snippet}")
     return "\n".join(blocks)
 
 
@@ -117,7 +127,7 @@ def eval_summary(r: dict[str, Any]) -> str:
         f"recall@10 {r['recall@10']:.4f}   MRR@10 {r['mrr@10']:.4f}"
     ]
     for q in r.get("per_query", []):
-        lines.append(f"  {q['query']}: {', '.join(q['ranked_doc_ids'][:5])}")
+        lines.append(shown(f"  {q['query']}: {', '.join(q['ranked_doc_ids'][:5])}"))
     return "\n".join(lines)
 
 
@@ -143,8 +153,8 @@ def status_summary(s: dict[str, Any]) -> str:
                 and v
             )
             lines.append(
-                f"  {run['started_at'][:19]}  {run['kind']:<8} {run['status']:<9} {counts}"
-                + (f"  {run['error'][:120]}" if run["error"] else "")
+                f"  {run['started_at'][:19]}  {run['kind']:<8} {run['status']:<11} {counts}"
+                + (f"  {shown(run['error'][:120])}" if run["error"] else "")
             )
     return "\n".join(lines)
 
@@ -156,8 +166,8 @@ def quarantine_table(result: dict[str, Any]) -> str:
         return "nothing in quarantine"
     blocks = []
     for row in rows:
-        reasons = "; ".join(reason["message"] for reason in row["reasons"])
-        blocks.append(f"{row['source']}  {row['id'] or '(no id)'}  [{row['origin']}]\n  {reasons}")
+        reasons = shown("; ".join(reason["message"] for reason in row["reasons"]))
+        blocks.append(f"{shown(row['source'])}  {shown(row['id'] or '(no id)')}  [{shown(row['origin'])}]\n  {reasons}")
     return "\n".join(blocks) + f"\n{len(rows)} row(s); run ids and raw rows with --json"
 
 
