@@ -22,9 +22,9 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipeline.text import is_rst_underline, rst_underlined
+from pipeline.text import atx_heading_text, is_rst_underline, rst_underlined
 
-_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+)$")  # greedy: see pipeline.text._ATX_HEADING
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
 
 
@@ -164,7 +164,7 @@ def _heading_at(lines: Sequence[str], i: int, text_format: str | None) -> tuple[
     if text_format == "txt":
         return None
     match = _MD_HEADING.match(line)
-    return (match.group(2), 1) if match else None
+    return (atx_heading_text(match.group(2)), 1) if match else None
 
 
 def paragraphs(text: str) -> list[str]:
@@ -214,12 +214,20 @@ def _fit(pieces: list[str], tokenizer: Tokenizer, max_tokens: int) -> list[str]:
 
 
 def _windows(text: str, tokenizer: Tokenizer, max_tokens: int) -> list[str]:
-    """Consecutive slices of text of at most max_tokens tokens each, cut between tokens."""
+    """Consecutive slices of text of at most max_tokens tokens each, cut between tokens.
+
+    Never between two tokens of one character (the normaliser splits a Hangul syllable into its
+    letters, each a token spanning the whole syllable): that character would be in both slices.
+    """
     offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
     slices = []
-    for start in range(0, len(offsets), max_tokens):
-        window = offsets[start : start + max_tokens]
-        slices.append(text[window[0][0] : window[-1][1]].strip())
+    first = 0
+    while first < len(offsets):
+        end = min(first + max_tokens, len(offsets))  # one past the window's last token
+        while first + 1 < end < len(offsets) and offsets[end][0] < offsets[end - 1][1]:
+            end -= 1
+        slices.append(text[offsets[first][0] : offsets[end - 1][1]].strip())
+        first = end
     return [s for s in slices if s]
 
 

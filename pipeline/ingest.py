@@ -131,9 +131,11 @@ def _ingest_batch(
     quarantined = [
         store.QuarantineRow(
             source=source.name,
-            doc_id=r.id if isinstance(r.id, str) else None,
-            origin=r.origin,
-            reasons=[{"expectation": f.expectation, "column": f.column, "message": f.message} for f in failures],
+            doc_id=storable(r.id) if isinstance(r.id, str) else None,
+            origin=storable(r.origin),
+            reasons=[
+                {"expectation": f.expectation, "column": f.column, "message": storable(f.message)} for f in failures
+            ],
             raw=raw_row(r),
         )
         for r, failures in rejected
@@ -160,6 +162,19 @@ def _check_source(source: Source, rows: int, failed: int, options: IngestOptions
             f"{limit:.0%} allowed), so nothing was ingested; most common: {top}. Fix the source, or raise "
             "RAGTUNE_VALIDATION__MAX_FAILED_SHARE if this is expected"
         )
+
+
+def storable(text: str) -> str:
+    """Text PostgreSQL can hold, for showing a rejected row: undecodable bytes as \\xNN, NUL as \\x00.
+
+    A reader keeps bytes that are not UTF-8 as lone surrogates (a file name, an id); PostgreSQL
+    refuses those and NUL, and one such row would otherwise fail the whole ingest.
+    """
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is no byte, e.g. from a JSON "\\ud800" escape
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\x00", "\\x00")
 
 
 def to_document(source: str, record: Record) -> store.DocumentRow:

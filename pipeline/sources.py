@@ -24,6 +24,9 @@ TEXT_SUFFIXES = (".md", ".txt", ".rst", ".html", ".htm")
 REQUIRED_COLUMNS = ("id", "text")
 OPTIONAL_COLUMNS = ("title", "metadata")
 KINDS = ("directory", "jsonl", "csv", "parquet", "hf_dataset")
+# JSON nested deeper than this is not read: every later step that walks a value (str, repr,
+# json.dumps) recurses once per level, and Python stops at 1,000 levels, its callers' frames included.
+MAX_JSON_DEPTH = 100
 
 # A document may be large; the csv module's default field limit (128 KiB) would stop the reader.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -167,6 +170,8 @@ def _read_directory(root: Path, max_file_bytes: int) -> Iterator[Record]:
                 raw = path.read_bytes()
         except OSError as exc:
             problem = f"cannot read the file: {exc.strerror or exc}"
+        except RuntimeError:  # Path.resolve raises it, not OSError, for a symlink loop (Python 3.11, 3.12)
+            problem = "symlink loop: the link never leads to a file"
         if problem:
             yield Record(id=doc_id, text=None, origin=str(path), read_error=problem)
             continue
@@ -193,9 +198,13 @@ def _read_jsonl(path: Path) -> Iterator[Record]:
                 continue
             origin = f"{path}:{lineno}"
             try:
-                row = json.loads(line)
+                row = _loads(line)
             except json.JSONDecodeError as exc:
                 problem = f"line {lineno} is not valid JSON ({exc.msg}, column {exc.colno})"
+                yield Record(id=None, text=None, origin=origin, read_error=problem, raw=line)
+                continue
+            except RecursionError:
+                problem = f"line {lineno} is JSON nested more than {MAX_JSON_DEPTH} levels deep"
                 yield Record(id=None, text=None, origin=origin, read_error=problem, raw=line)
                 continue
             if not isinstance(row, dict):
@@ -270,9 +279,40 @@ def _record_from_mapping(row: Mapping[str, Any], origin: str) -> Record:
     if isinstance(doc_id, int) and not isinstance(doc_id, bool):
         doc_id = str(doc_id)  # integer ids are common and unambiguous
     metadata = row.get("metadata")
+    problem = None
     if isinstance(metadata, str):  # CSV and some parquet files carry metadata as JSON text
         try:
-            metadata = json.loads(metadata)
+            metadata = _loads(metadata)
         except json.JSONDecodeError:
             pass  # left as text: validation reports it is not an object
-    return Record(id=doc_id, text=row.get("text"), title=row.get("title"), metadata=metadata, origin=origin)
+        except RecursionError:
+            problem = f"metadata is JSON nested more than {MAX_JSON_DEPTH} levels deep"
+    return Record(
+        id=doc_id,
+        text=row.get("text"),
+        title=row.get("title"),
+        metadata=metadata,
+        origin=origin,
+        read_error=problem,
+    )
+
+
+def _loads(text: str) -> Any:
+    """Parse JSON; raise RecursionError if it nests deeper than MAX_JSON_DEPTH (json's own limit is higher)."""
+    value = json.loads(text)
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise RecursionError(f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
+    return value
+
+
+def _depth(value: object) -> int:
+    """How deeply lists and objects nest in a parsed JSON value (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in children)
+    return deepest

@@ -160,6 +160,11 @@ def _rules(options: ValidationOptions) -> list[_Rule]:
             gxe.ExpectColumnValuesToBeInSet(column="id_type", value_set=["str"]),
             lambda r: f"id must be a string or an integer, not {r.id_type}",
         ),
+        _Rule(  # PostgreSQL text cannot hold NUL: such an id would fail the whole ingest
+            "NUL bytes in id",
+            gxe.ExpectColumnValuesToNotMatchRegex(column="id", regex="\x00"),
+            lambda r: "id contains NUL bytes",
+        ),
         _Rule(
             "duplicate id in batch",
             gxe.ExpectColumnValuesToBeUnique(column="id"),
