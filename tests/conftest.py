@@ -77,3 +77,11 @@ def database_url(pg_server: str) -> Iterator[str]:
 def settings(database_url: str, tmp_path) -> Settings:
     """Settings pointing at the test's own database, with a private home."""
     return Settings(home=tmp_path / "home", database_url=database_url)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT (tests/support/tiny.py): the CLI tests' model, built once per session."""
+    from tests.support.tiny import build_tiny_bert
+
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "model")

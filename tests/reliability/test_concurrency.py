@@ -18,17 +18,13 @@ from infra import database
 from pipeline import registry, retrieve
 from pipeline.settings import Settings
 from tests.support import domain
-from tests.support.crash import Corpus, cli_env, ragtune, vectors
-from tests.support.tiny import TINY_FINETUNE, build_tiny_bert
+from tests.support.cli import cli_env
+from tests.support.crash import Corpus, ragtune, vectors
+from tests.support.tiny import TINY_FINETUNE
 
 pytestmark = pytest.mark.e2e
 
 QUERIES = ("zorvane gallop", "inspect the pump bearing", "replace the seat gasket")
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture

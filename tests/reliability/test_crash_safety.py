@@ -19,13 +19,13 @@ from flows.ingest import ingest_flow
 from flows.refresh import refresh_flow
 from pipeline import search
 from pipeline.settings import Settings
+from tests.support.cli import cli_env
 from tests.support.crash import (
     Corpus,
     assert_same_index,
     blocked_statement,
     checksum,
     chunk_rows,
-    cli_env,
     count,
     holding,
     kill_9,
@@ -37,16 +37,10 @@ from tests.support.crash import (
     vectors,
     wait_for,
 )
-from tests.support.tiny import build_tiny_bert
 
 pytestmark = pytest.mark.e2e
 
 QUERY = "inspect the pump bearing"
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture

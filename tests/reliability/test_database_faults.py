@@ -16,14 +16,8 @@ import pytest
 
 from infra import database
 from tests.support.crash import Corpus, count, live_hashes, start, vectors, wait_for
-from tests.support.tiny import build_tiny_bert
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.support.tiny import build_tiny_bert
+from tests.support.cli import cli_env
 
 pytestmark = pytest.mark.e2e
 
@@ -55,23 +55,10 @@ class Expected:
         return sum(len(ids) for ids in self.good.values()) + len(self.bad)
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "model")
-
-
 @pytest.fixture
 def env(prefect_api, database_url, tmp_path, tiny_model) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAGTUNE_", "MLFLOW_TRACKING"))}
-    env.update(
-        RAGTUNE_HOME=str(tmp_path / "home"),
-        RAGTUNE_DATABASE_URL=database_url,
-        PREFECT_API_URL=prefect_api,
-        RAGTUNE_BASE_MODEL=str(tiny_model),
-        RAGTUNE_PRECISION="fp32",
-        RAGTUNE_MAX_FILE_BYTES=str(MAX_FILE_BYTES),
-        RAGTUNE_BATCH_SIZE=str(BATCH_SIZE),
-    )
+    env = cli_env(tmp_path / "home", database_url, prefect_api, tiny_model)
+    env.update(RAGTUNE_MAX_FILE_BYTES=str(MAX_FILE_BYTES), RAGTUNE_BATCH_SIZE=str(BATCH_SIZE))
     return env
 
 

@@ -1,17 +1,15 @@
 """SQL, HTML and console-markup payloads in ids, titles, metadata and queries come back exactly as given."""
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg.rows import dict_row
 
 from ragtune.render import shown
-from tests.support.tiny import build_tiny_bert
+from tests.support.cli import cli_env
 
 pytestmark = pytest.mark.e2e
 
@@ -34,22 +32,9 @@ SOURCE = "src <b>'); DROP TABLE chunks; --"
 CORE_TABLES = ("documents", "chunks", "quarantine", "runs", "model_indexes", "vectors_v1")
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "model")
-
-
 @pytest.fixture
 def env(prefect_api, database_url, tmp_path, tiny_model) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAGTUNE_", "MLFLOW_TRACKING"))}
-    env.update(
-        RAGTUNE_HOME=str(tmp_path / "home"),
-        RAGTUNE_DATABASE_URL=database_url,
-        PREFECT_API_URL=prefect_api,
-        RAGTUNE_BASE_MODEL=str(tiny_model),
-        RAGTUNE_PRECISION="fp32",
-    )
-    return env
+    return cli_env(tmp_path / "home", database_url, prefect_api, tiny_model)
 
 
 def ragtune(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

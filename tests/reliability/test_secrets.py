@@ -1,7 +1,6 @@
 """A database password never leaves the URL it was configured in; the embedded server is private."""
 
 import json
-import os
 import secrets
 import sqlite3
 import stat
@@ -15,12 +14,7 @@ from psycopg import sql
 
 from infra import database
 from tests.support import domain
-from tests.support.tiny import build_tiny_bert
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "model")
+from tests.support.cli import cli_env
 
 
 @pytest.fixture
@@ -41,15 +35,7 @@ def secret_url(pg_server, database_url, secret) -> str:
 
 @pytest.fixture
 def env(prefect_api, secret_url, tmp_path, tiny_model) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAGTUNE_", "MLFLOW_TRACKING"))}
-    env.update(
-        RAGTUNE_HOME=str(tmp_path / "home"),
-        RAGTUNE_DATABASE_URL=secret_url,
-        PREFECT_API_URL=prefect_api,
-        RAGTUNE_BASE_MODEL=str(tiny_model),
-        RAGTUNE_PRECISION="fp32",
-    )
-    return env
+    return cli_env(tmp_path / "home", secret_url, prefect_api, tiny_model)
 
 
 def ragtune(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,6 @@ not wherever a timer happened to land.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -71,19 +70,6 @@ class Corpus:
 
     def _text(self) -> str:
         return " ".join(self.random.choice(WORDS) for _ in range(self.random.randint(12, 40))) + "."
-
-
-def cli_env(home: Path, database_url: str, prefect_api: str, model: Path) -> dict[str, str]:
-    """The environment of a user running `ragtune` against the test's database, with the tiny model."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAGTUNE_", "MLFLOW_TRACKING"))}
-    env.update(
-        RAGTUNE_HOME=str(home),
-        RAGTUNE_DATABASE_URL=database_url,
-        PREFECT_API_URL=prefect_api,
-        RAGTUNE_BASE_MODEL=str(model),
-        RAGTUNE_PRECISION="fp32",
-    )
-    return env
 
 
 def ragtune(env: dict[str, str], *args: str, timeout: int = 300) -> dict[str, Any]:
