@@ -26,7 +26,8 @@ MARK_INTERRUPTED = """
 UPDATE runs SET status = 'interrupted', finished_at = now(),
     error = 'ended without recording how (killed, crashed, or cut off from the database); '
         || 'run ' || %(by)s || ' took over'
-WHERE status = 'running' AND kind = ANY(%(kinds)s) AND run_id <> %(by)s::uuid AND started_at < %(since)s
+WHERE status = 'running' AND kind = ANY(%(kinds)s) AND run_id <> %(by)s::uuid
+  AND started_at < (SELECT started_at FROM runs WHERE run_id = %(by)s::uuid)  -- none if by is unknown
 """
 
 # Staging tables live only for the ingest transaction.
@@ -147,14 +148,15 @@ def mark_interrupted(pool: ConnectionPool, kinds: Sequence[str], by_run: str) ->
     Call it only while holding the lock every run of these kinds holds: then none of them is alive.
     """
     with transaction(pool) as conn:
-        since = conn.execute("SELECT started_at FROM runs WHERE run_id = %s", (by_run,)).fetchone()
-        if since is None:  # a run id not recorded here (a library caller's own): nothing to compare with
-            return 0
-        params = {"kinds": list(kinds), "by": by_run, "since": since[0]}
-        return conn.execute(MARK_INTERRUPTED, params).rowcount
+        return _mark_interrupted(conn, kinds, by_run)
+
+
+def _mark_interrupted(conn: psycopg.Connection, kinds: Sequence[str], by_run: str) -> int:
+    return conn.execute(MARK_INTERRUPTED, {"kinds": list(kinds), "by": by_run}).rowcount
 
 
 INGESTING = "ragtune.ingest"  # every ingest transaction holds it shared; exclusive means no other is alive
+HOLD_SHARED = "SELECT pg_advisory_xact_lock_shared(hashtext(%s))"
 
 
 def claim_ingest(conn: psycopg.Connection, run_id: str) -> int:
@@ -164,17 +166,11 @@ def claim_ingest(conn: psycopg.Connection, run_id: str) -> int:
     knows every other 'running' ingest run belongs to a process that died, and takes its shared lock
     before letting go, so there is no moment when this one looks dead.
     """
-    swept = 0
     alone = conn.execute(TRY_LOCK, (INGESTING,)).fetchone()
+    swept = _mark_interrupted(conn, ["ingest"], run_id) if alone and alone[0] else 0
+    conn.execute(HOLD_SHARED, (INGESTING,))
     if alone and alone[0]:
-        since = conn.execute("SELECT started_at FROM runs WHERE run_id = %s", (run_id,)).fetchone()
-        if since is not None:
-            params = {"kinds": ["ingest"], "by": run_id, "since": since[0]}
-            swept = conn.execute(MARK_INTERRUPTED, params).rowcount
-        conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext(%s))", (INGESTING,))
         conn.execute(UNLOCK, (INGESTING,))
-    else:
-        conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext(%s))", (INGESTING,))
     return swept
 
 
