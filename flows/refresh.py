@@ -83,9 +83,7 @@ def sharded_embedder(settings: Settings, version: str) -> refresh.Embedder:
     # Workers connect themselves, so they get the URL (the embedded server's too), never this process's pool.
     for_workers = settings.model_copy(update={"database_url": SecretStr(database.database_url(settings))})
 
-    def embed(
-        index: store.IndexInfo, missing: int, options: refresh.RefreshOptions
-    ) -> list[refresh.EmbedStats]:
+    def embed(index: store.IndexInfo, missing: int, options: refresh.RefreshOptions) -> list[refresh.EmbedStats]:
         # Each shard reads its own share from the database, a page at a time.
         subflow = embed_shards.with_options(task_runner=dask_task_runner(settings))
         # Workers get the settings with the run context: with this process's API URL in them, an

@@ -467,6 +467,15 @@ def ensure_hnsw(conn: psycopg.Connection, index: IndexInfo) -> bool:
     return True
 
 
+def drop_hnsw(conn: psycopg.Connection, index: IndexInfo) -> bool:
+    """Drop the HNSW index before a bulk load (``ensure_hnsw`` builds it again after); whether it was there."""
+    name = f"{index.table}_hnsw"
+    if not conn.execute(HAS_INDEX, (index.table, name)).fetchone():
+        return False
+    conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(name)))
+    return True
+
+
 def search(conn: psycopg.Connection, index: IndexInfo, query: Any, k: int) -> list[dict[str, Any]]:
     """The k chunks nearest to a query vector, best first, with their sources."""
     with conn.cursor(row_factory=dict_row) as cur:

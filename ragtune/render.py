@@ -40,6 +40,8 @@ def refresh_summary(r: dict[str, Any]) -> str:
     if len(r.get("shards", [])) > 1:
         shares = ", ".join(f"{n:,}" for n in r["shards"])
         lines.append(f"  embedded in {len(r['shards'])} shards on Dask workers ({shares})")
+    if r.get("bulk_load"):
+        lines.append("  a large delta: loaded without the HNSW index, then built it again (faster than inserting)")
     if r.get("switched_from"):
         lines.append(f"  searches switched from version {r['switched_from']}'s index to this one")
     lines.append(f"  run {r['run_id']}   MLflow run {r['mlflow_run_id']}")

@@ -123,3 +123,35 @@ def test_a_second_refresh_while_one_runs_is_refused_clearly(env):
         with pytest.raises(pipeline.errors.UserError, match="another refresh is running"):
             run_refresh(settings, encoder, version)
     assert run_refresh(settings, encoder, version).embedded == 6  # free again afterwards
+
+
+def hnsw_indexes(settings: Settings) -> list[str]:
+    with database.connect(settings).connection() as conn:
+        rows = conn.execute("SELECT indexname FROM pg_indexes WHERE indexdef LIKE '%USING hnsw%'").fetchall()
+    return [name for (name,) in rows]
+
+
+def test_a_large_delta_loads_without_hnsw_and_builds_it_again_a_small_one_inserts(env):
+    settings, docs, encoder, version = env
+    options = RefreshOptions(chunk=settings.chunk, precision="fp32", bulk_load_minimum=1, bulk_load_fraction=0.2)
+    pool = database.connect(settings)
+
+    def refreshed() -> RefreshReport:
+        ingest_dir(settings, docs)
+        with runs.recorded(pool, "refresh", {}) as run:
+            return refresh(pool, encoder, version, options, run.run_id)
+
+    first = refreshed()  # 6 chunks: a first load builds HNSW after it in any case, with nothing to drop
+    (docs / "csv.md").write_text("# csv\n\nRead and write tabular data in comma-separated files.\n")
+    (docs / "shutil.md").write_text("# shutil\n\nCopy, move and remove whole directory trees.\n")
+    bulk = refreshed()  # 2 new chunks beside 6: over a fifth
+    hits = pipeline.search("delete a folder and everything in it", k=3, settings=settings)
+    (docs / "heapq.md").write_text(PAGES["heapq.md"].replace("priority queue", "priority-queue"))
+    small = refreshed()  # 1 changed chunk beside 8: under a fifth
+
+    assert (first.embedded, first.bulk_load, first.hnsw_built) == (6, False, True)
+    assert (bulk.embedded, bulk.bulk_load, bulk.hnsw_built) == (2, True, True)
+    assert hits[0].doc_id == "shutil.md"
+    assert (small.embedded, small.bulk_load, small.hnsw_built) == (1, False, False)
+    assert hnsw_indexes(settings) == [f"vectors_v{version}_hnsw"]
+    assert store.status(pool)["vectors"] == 8

@@ -117,6 +117,10 @@ def test_refresh_killed_while_chunking_embedding_and_switching_then_rerun_equals
         committed = set(vectors(watch, "vectors_v1")) - embedded_before
         assert 1024 <= len(committed) < len(to_embed)  # killed halfway: some batches in, some still to do
         assert committed <= to_embed  # every committed vector is one the index needs
+        # The delta is over a fifth of the index, so HNSW was dropped for the load: searches scan exactly
+        # until a refresh finishes and builds it again.
+        assert not watch.execute("SELECT 1 FROM pg_indexes WHERE indexname = 'vectors_v1_hnsw'").fetchone()
+        assert search(QUERY, 5, Settings(home=Path(env["RAGTUNE_HOME"]), database_url=database_url))
 
         # 3. After embedding, at the switch: the test holds the active-index row the switch locks.
         with holding(database_url, "SELECT * FROM active_index FOR UPDATE"):
