@@ -2,7 +2,6 @@
 
 import json
 import subprocess
-import sys
 
 import psycopg
 import pytest
@@ -10,6 +9,7 @@ from psycopg.rows import dict_row
 
 from ragtune.render import shown
 from tests.support.cli import cli_env
+from tests.support.cli import run_cli as ragtune
 
 pytestmark = pytest.mark.e2e
 
@@ -35,12 +35,6 @@ CORE_TABLES = ("documents", "chunks", "quarantine", "runs", "model_indexes", "ve
 @pytest.fixture
 def env(prefect_api, database_url, tmp_path, tiny_model) -> dict[str, str]:
     return cli_env(tmp_path / "home", database_url, prefect_api, tiny_model)
-
-
-def ragtune(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ragtune", *args], env=env, capture_output=True, text=True, timeout=240
-    )
 
 
 def ok(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -4,8 +4,6 @@ import json
 import secrets
 import sqlite3
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
@@ -15,6 +13,7 @@ from psycopg import sql
 from infra import database
 from tests.support import domain
 from tests.support.cli import cli_env
+from tests.support.cli import run_cli as ragtune
 
 
 @pytest.fixture
@@ -36,12 +35,6 @@ def secret_url(pg_server, database_url, secret) -> str:
 @pytest.fixture
 def env(prefect_api, secret_url, tmp_path, tiny_model) -> dict[str, str]:
     return cli_env(tmp_path / "home", secret_url, prefect_api, tiny_model)
-
-
-def ragtune(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ragtune", *args], env=env, capture_output=True, text=True, timeout=300
-    )
 
 
 @pytest.mark.e2e

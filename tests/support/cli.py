@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 
@@ -17,3 +19,10 @@ def cli_env(home: Path, database_url: str, prefect_api: str, model: Path) -> dic
         RAGTUNE_PRECISION="fp32",
     )
     return env
+
+
+def run_cli(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`ragtune ARGS` in a child process with this environment; its exit code and output, whatever they are."""
+    return subprocess.run(
+        [sys.executable, "-m", "ragtune", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
